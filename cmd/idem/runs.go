@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/idemhq/idem"
+	"github.com/spf13/cobra"
+)
+
+func runsCmd(e *env) *cobra.Command {
+	var to, table, partition string
+	var limit int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "runs --to URL [--table NAME] [--partition COL=VALUE]",
+		Short: "List the run ledger, newest first",
+		Example: `  idem runs                       # ledger of ./idem.db
+  idem runs --to postgres://localhost/test --table orders --partition order_date=2024-01-05 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := openTarget(cmd.Context(), to)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			runs, err := t.Runs(cmd.Context(), idem.RunFilter{Table: table, Partition: partition, Limit: limit})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				for i := range runs {
+					if err := enc.Encode(&runs[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "RUN_ID\tPIPELINE\tTABLE\tPARTITION\tEXECUTION_DATE\tSTRATEGY\tROWS_IN\tINS\tUPD\tDEL\tUNCH\tSTATUS\tFINISHED_AT\tOUTPUT_FINGERPRINT")
+			for _, r := range runs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.RunID, r.Pipeline, r.Table, r.Partition,
+					r.ExecutionDate, r.Strategy, r.RowsIn, r.Inserted, r.Updated, r.Deleted, r.Unchanged, r.Status, r.FinishedAt, r.OutputFingerprint)
+			}
+			return w.Flush()
+		},
+	}
+	c.Flags().StringVar(&to, "to", "sqlite:idem.db", "target URL whose ledger to read")
+	c.Flags().StringVar(&table, "table", "", "only this table")
+	c.Flags().StringVar(&partition, "partition", "", "only this partition (COL=VALUE)")
+	c.Flags().IntVar(&limit, "limit", 50, "at most this many runs (0: all)")
+	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
+	return c
+}

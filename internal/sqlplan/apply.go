@@ -1,0 +1,242 @@
+package sqlplan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/idemhq/idem"
+)
+
+// Decoder turns a driver value read back from the backend into a canonical
+// value; a backend's Dialect usually implements it too.
+type Decoder interface {
+	// SelectExpr is the expression to read column col of type t with, so
+	// that Decode gets an exact value (e.g. numeric as text).
+	SelectExpr(col string, t idem.Type) string
+	Decode(t idem.Type, v any) (idem.Value, error)
+}
+
+// Tx is one load transaction on a SQL backend: what the backend does
+// itself. Everything else of a load is ApplyLoad.
+type Tx interface {
+	Execer
+	// Lock serialises loads of the same table and partition, waiting at
+	// most plan.LockTimeout; a timeout is a retryable error.
+	Lock(ctx context.Context, plan *idem.Plan) error
+	// EnsureLedger creates idem_runs when missing.
+	EnsureLedger(ctx context.Context) error
+	Describe(ctx context.Context, table string) (idem.Schema, error)
+	// Stage creates a staging table with p.StagingDDL and streams the
+	// whole input into it.
+	Stage(ctx context.Context, p *Planner, in *idem.Input) (*Stage, error)
+	// StateToken: see idem.Target.
+	StateToken(ctx context.Context, table string, part *idem.Partition) (string, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// Backend is a Dialect that can also read values back.
+type Backend interface {
+	Dialect
+	Decoder
+}
+
+// ApplyLoad runs one load inside tx. On any error the transaction is rolled
+// back, so nothing of it is visible.
+func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.Input) (res *idem.Result, err error) {
+	committed := false
+	defer func() {
+		if !committed {
+			if rerr := tx.Rollback(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+	}()
+	if err := tx.Lock(ctx, plan); err != nil {
+		return nil, err
+	}
+	if err := tx.EnsureLedger(ctx); err != nil {
+		return nil, fmt.Errorf("create ledger: %w", err)
+	}
+	pl := &Planner{D: d, X: tx, Plan: plan}
+	// Describe again under the lock: a concurrent load may have created or
+	// evolved the table since the plan was made.
+	cur, err := tx.Describe(ctx, plan.Table)
+	switch {
+	case errors.Is(err, idem.ErrNoTable):
+		if err := pl.CreateTable(ctx, false); err != nil {
+			return nil, fmt.Errorf("create table %s: %w", plan.Table, err)
+		}
+		cur = plan.Columns
+	case err != nil:
+		return nil, err
+	default:
+		var add idem.Schema
+		for _, c := range plan.Columns {
+			j := cur.Index(c.Name)
+			if j < 0 {
+				if !plan.Evolve && plan.Exists {
+					return nil, idem.BadInput("table %q has no column %q (add --evolve to add it)", plan.Table, c.Name)
+				}
+				add = append(add, c)
+				continue
+			}
+			if cur[j].Type != c.Type {
+				return nil, fmt.Errorf("table %q column %q changed type to %s while this load was planned; rerun", plan.Table, c.Name, cur[j].Type)
+			}
+		}
+		if err := pl.AddColumns(ctx, add); err != nil {
+			return nil, err
+		}
+		cur = append(cur, add...)
+	}
+	plan.TableColumns = cur
+
+	emptyScope := false
+	if len(plan.Key) > 0 || plan.Partition == nil {
+		n, err := tableRows(ctx, pl)
+		if err != nil {
+			return nil, err
+		}
+		emptyScope = n == 0
+	} else {
+		n, err := pl.ScopeRows(ctx)
+		if err != nil {
+			return nil, err
+		}
+		emptyScope = n == 0
+	}
+
+	st, err := tx.Stage(ctx, pl, in)
+	if err != nil {
+		return nil, err
+	}
+	if st.Rows == 0 && !plan.AllowEmpty && (plan.Strategy == idem.Replace || plan.Strategy == idem.ReplacePartition || plan.Strategy == idem.Merge) {
+		return nil, idem.BadInput("the input has no rows: %s would empty %s; pass --allow-empty if that is what you want", plan.Strategy, scopeLabel(plan))
+	}
+	inFP := in.Fingerprint()
+	var counts Counts
+	if len(plan.Key) == 0 && !emptyScope && sameNames(cur, plan.Columns) {
+		// A keyless replace can only swap the scope whole; when it already
+		// holds exactly the input, swapping would report changes that are
+		// not there, so compare first.
+		now, err := fingerprint(ctx, d, tx, plan.Table, cur, plan.Partition)
+		if err != nil {
+			return nil, err
+		}
+		if now == inFP {
+			counts = Counts{Unchanged: st.Rows, Replaced: true}
+			goto applied
+		}
+	}
+	if counts, err = pl.Apply(ctx, st, emptyScope); err != nil {
+		return nil, err
+	}
+applied:
+	var outFP idem.Fingerprint
+	if counts.Replaced && counts.Skipped == 0 && sameNames(cur, plan.Columns) {
+		outFP = inFP
+	} else if outFP, err = fingerprint(ctx, d, tx, plan.Table, cur, plan.Partition); err != nil {
+		return nil, fmt.Errorf("fingerprint: %w", err)
+	}
+	tok, err := tx.StateToken(ctx, plan.Table, plan.Partition)
+	if err != nil {
+		return nil, fmt.Errorf("state token: %w", err)
+	}
+	res = &idem.Result{
+		Table: plan.Table, Partition: plan.Partition.String(), Strategy: string(plan.Strategy),
+		RowsIn: st.Rows, Inserted: counts.Inserted, Updated: counts.Updated, Deleted: counts.Deleted,
+		Unchanged: counts.Unchanged, Skipped: counts.Skipped,
+		InputFingerprint: inFP.Hex(), OutputFingerprint: outFP.Hex(), RunID: plan.RunID, DryRun: plan.DryRun,
+	}
+	if plan.DryRun {
+		return res, nil // the deferred rollback discards everything
+	}
+	run := &idem.Run{
+		RunID: plan.RunID, Pipeline: plan.Pipeline, Table: plan.Table, Partition: res.Partition,
+		ExecutionDate: plan.ExecutionDate, Strategy: res.Strategy, InputDigest: plan.InputDigest,
+		InputFingerprint: res.InputFingerprint, OutputFingerprint: res.OutputFingerprint, OutputRows: outFP.Rows,
+		StateToken: tok, RowsIn: res.RowsIn, Inserted: res.Inserted, Updated: res.Updated, Deleted: res.Deleted,
+		Unchanged: res.Unchanged, Skipped: res.Skipped, Status: "ok",
+		StartedAt: idem.FormatTimestamp(plan.Started()), FinishedAt: idem.FormatTimestamp(plan.Now()),
+	}
+	if err := InsertRun(ctx, d, tx, run); err != nil {
+		return nil, fmt.Errorf("record run: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	committed = true
+	return res, nil
+}
+
+func scopeLabel(p *idem.Plan) string {
+	if p.Partition != nil {
+		return fmt.Sprintf("partition %s of %q", p.Partition, p.Table)
+	}
+	return fmt.Sprintf("table %q", p.Table)
+}
+
+func sameNames(a, b idem.Schema) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		if b.Index(c.Name) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func tableRows(ctx context.Context, p *Planner) (int64, error) {
+	var n int64
+	// EXISTS-style probe: cheaper than count(*) on a big table.
+	err := p.X.Query(ctx, "SELECT 1 FROM "+p.table()+" LIMIT 1", nil, func([]any) error { n = 1; return nil })
+	return n, err
+}
+
+// Scan reads a table or partition back in canonical form.
+func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
+	exprs := make([]string, len(schema))
+	for i, c := range schema {
+		exprs[i] = d.SelectExpr(d.Quote(c.Name), c.Type)
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), d.Quote(table))
+	var args []any
+	if part != nil {
+		j := schema.Index(part.Column)
+		if j < 0 {
+			return idem.BadInput("table %q has no column %q to partition by", table, part.Column)
+		}
+		v, err := idem.Canon(schema[j].Type, part.Value)
+		if err != nil {
+			return idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+		}
+		q += " WHERE " + d.Quote(part.Column) + " = " + d.Placeholder(1)
+		args = append(args, d.Bind(schema[j].Type, idem.V(v)))
+	}
+	row := make(idem.Row, len(schema))
+	return x.Query(ctx, q, args, func(vals []any) error {
+		for i, v := range vals {
+			cv, err := d.Decode(schema[i].Type, v)
+			if err != nil {
+				return fmt.Errorf("table %q column %q: %w", table, schema[i].Name, err)
+			}
+			row[i] = cv
+		}
+		return fn(schema, row)
+	})
+}
+
+func fingerprint(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition) (idem.Fingerprint, error) {
+	var fp idem.Fingerprint
+	h := idem.NewRowHasher(schema)
+	err := Scan(ctx, d, x, table, schema, part, func(_ idem.Schema, r idem.Row) error {
+		fp.Add(h.Hash(r))
+		return nil
+	})
+	return fp, err
+}

@@ -1,0 +1,454 @@
+// Package postgres is idem's PostgreSQL target: bulk data moves over the
+// COPY protocol, strategies run as set-based statements from a temporary
+// staging table, and loads of one table and partition are serialised with
+// transaction-scoped advisory locks.
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/sqlplan"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Target is a PostgreSQL database.
+type Target struct {
+	pool *pgxpool.Pool
+}
+
+var _ idem.Target = (*Target)(nil)
+
+// Open connects to url (postgres:// or postgresql://). The session runs in
+// UTC with ISO dates so values read back are canonical whatever the
+// server's defaults.
+func Open(ctx context.Context, url string) (*Target, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, idem.BadInput("postgres URL %s: %v", Redact(url), redactErr(err, url))
+	}
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO, YMD"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "idem"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %v", Redact(url), redactErr(err, url))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres %s: %v", Redact(url), redactErr(err, url))
+	}
+	return &Target{pool: pool}, nil
+}
+
+// Pool exposes the connection pool for tests and the key store.
+func (t *Target) Pool() *pgxpool.Pool { return t.pool }
+
+func (t *Target) Close() error { t.pool.Close(); return nil }
+
+// Redact hides the password of a URL for messages.
+func Redact(url string) string {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil || cfg.Password == "" {
+		return url
+	}
+	return strings.Replace(url, ":"+cfg.Password+"@", ":***@", 1)
+}
+
+func redactErr(err error, url string) string {
+	s := err.Error()
+	if cfg, perr := pgconn.ParseConfig(url); perr == nil && cfg.Password != "" {
+		s = strings.ReplaceAll(s, cfg.Password, "***")
+	}
+	return s
+}
+
+type dialect struct{}
+
+func (dialect) Quote(name string) string       { return pgx.Identifier{name}.Sanitize() }
+func (dialect) Placeholder(n int) string       { return "$" + strconv.Itoa(n) }
+func (dialect) NotDistinct(a, b string) string { return a + " IS NOT DISTINCT FROM " + b }
+func (dialect) Bind(_ idem.Type, v idem.Value) any {
+	if v.Null {
+		return nil
+	}
+	return v.S
+}
+
+func (dialect) TypeName(t idem.Type) string {
+	switch t {
+	case idem.TypeInteger:
+		return "bigint"
+	case idem.TypeNumeric:
+		return "numeric"
+	case idem.TypeBoolean:
+		return "boolean"
+	case idem.TypeDate:
+		return "date"
+	case idem.TypeTimestamp:
+		return "timestamptz"
+	}
+	return "text"
+}
+
+// SelectExpr reads every column as text: PostgreSQL's own text output is
+// exact for numerics and, with the session settings of Open, canonical up
+// to formatting that Canon normalises.
+func (dialect) SelectExpr(col string, _ idem.Type) string { return col + "::text" }
+
+func (dialect) Decode(t idem.Type, v any) (idem.Value, error) {
+	if v == nil {
+		return idem.Null, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return idem.Value{}, fmt.Errorf("unexpected value %T", v)
+	}
+	c, err := idem.Canon(t, s)
+	if err != nil {
+		return idem.Value{}, fmt.Errorf("stored value %q %w", s, err)
+	}
+	return idem.V(c), nil
+}
+
+func typeOf(name string) idem.Type {
+	switch name {
+	case "int2", "int4", "int8":
+		return idem.TypeInteger
+	case "numeric", "float4", "float8":
+		return idem.TypeNumeric
+	case "bool":
+		return idem.TypeBoolean
+	case "date":
+		return idem.TypeDate
+	case "timestamp", "timestamptz":
+		return idem.TypeTimestamp
+	}
+	return idem.TypeText
+}
+
+// querier is what a pool, a connection and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+type execer struct{ q querier }
+
+func (e execer) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := e.q.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, wrapErr(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (e execer) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
+	rows, err := e.q.Query(ctx, q, args...)
+	if err != nil {
+		return wrapErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return err
+		}
+		if err := fn(vals); err != nil {
+			return err
+		}
+	}
+	return wrapErr(rows.Err())
+}
+
+// wrapErr names lock timeouts, which are retryable.
+func wrapErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" {
+		return fmt.Errorf("another load of the same table or partition still holds the lock after --lock-timeout: %w", err)
+	}
+	return err
+}
+
+const describeSQL = `SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+
+func describe(ctx context.Context, x execer, table string) (idem.Schema, error) {
+	var s idem.Schema
+	err := x.Query(ctx, describeSQL, []any{table}, func(v []any) error {
+		s = append(s, idem.Column{Name: v[0].(string), Type: typeOf(v[1].(string))})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(s) == 0 {
+		return nil, fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+	}
+	return s, nil
+}
+
+func (t *Target) Describe(ctx context.Context, table string) (idem.Schema, error) {
+	return describe(ctx, execer{t.pool}, table)
+}
+
+// Apply runs one load in one transaction on one connection. A client killed
+// mid-load drops the connection and the server rolls everything back.
+func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem.Result, error) {
+	conn, err := t.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	ptx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sqlplan.ApplyLoad(ctx, dialect{}, &tx{tx: ptx, x: execer{ptx}}, p, in)
+}
+
+type tx struct {
+	tx pgx.Tx
+	x  execer
+}
+
+func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return x.x.Exec(ctx, q, args...)
+}
+func (x *tx) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
+	return x.x.Query(ctx, q, args, fn)
+}
+
+// lockKey hashes a lock name to the 64-bit space of advisory locks.
+func lockKey(parts ...string) int64 {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]))
+}
+
+// Lock takes the table's advisory lock shared and the partition's
+// exclusively for partition loads, the table's exclusively otherwise: loads
+// of different partitions run side by side, a whole-table load excludes
+// them all.
+func (x *tx) Lock(ctx context.Context, p *idem.Plan) error {
+	if _, err := x.tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", p.LockTimeout.Milliseconds())); err != nil {
+		return err
+	}
+	tk := lockKey("idem.table", p.Table)
+	var err error
+	if p.Partition != nil {
+		_, err = x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)", tk, lockKey("idem.partition", p.Table, p.Partition.String()))
+	} else {
+		_, err = x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tk)
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", p.Table, wrapErr(err))
+	}
+	// Data statements may wait for row locks of writers outside idem; the
+	// same bound applies, but the DDL below should not be cut short by it.
+	return nil
+}
+
+func (x *tx) EnsureLedger(ctx context.Context) error {
+	var exists bool
+	if err := x.tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", sqlplan.LedgerTable).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	// Creating the same table from two sessions at once fails on the
+	// catalog's unique index; one lock makes the second see the first's.
+	if _, err := x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("idem.ledger")); err != nil {
+		return wrapErr(err)
+	}
+	d := dialect{}
+	if _, err := x.tx.Exec(ctx, sqlplan.LedgerDDL(d, "text", "text")); err != nil {
+		return err
+	}
+	_, err := x.tx.Exec(ctx, sqlplan.LedgerIndexDDL(d, "text"))
+	return err
+}
+
+func (x *tx) Describe(ctx context.Context, table string) (idem.Schema, error) {
+	return describe(ctx, x.x, table)
+}
+
+const stageName = "idem_stage"
+
+// Stage streams the input into a temporary table over COPY in CSV form. CSV
+// rather than binary because every value is already canonical text, which
+// PostgreSQL parses as fast as psql's own \copy does, and because
+// unquoted-empty vs quoted-empty carries NULL vs ” exactly.
+func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in *idem.Input) (*sqlplan.Stage, error) {
+	if _, err := x.tx.Exec(ctx, p.StagingDDL(stageName, "CREATE TEMP TABLE", " ON COMMIT DROP")); err != nil {
+		return nil, fmt.Errorf("create staging: %w", err)
+	}
+	st := &sqlplan.Stage{Name: stageName}
+	names := append(in.Columns().Names(), sqlplan.SeqCol, sqlplan.LineCol)
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = dialect{}.Quote(n)
+	}
+	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN WITH (FORMAT csv)", stageName, strings.Join(quoted, ", "))
+	if err := copyRows(ctx, x.tx.Conn().PgConn(), copySQL, in, st); err != nil {
+		return nil, err
+	}
+	// Fresh statistics let the planner pick hash joins for the strategy
+	// statements instead of guessing from an empty temp table.
+	if _, err := x.tx.Exec(ctx, "ANALYZE "+stageName); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// copyRows runs COPY from a pipe that a goroutine fills with CSV. An input
+// error ends the COPY and is what the caller gets back.
+func copyRows(ctx context.Context, pc *pgconn.PgConn, copySQL string, in *idem.Input, st *sqlplan.Stage) error {
+	pr, pw := io.Pipe()
+	var inErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		inErr = writeCSV(pw, in, st)
+		pw.CloseWithError(inErr)
+	}()
+	_, err := pc.CopyFrom(ctx, pr, copySQL)
+	pr.CloseWithError(errors.New("copy ended"))
+	wg.Wait()
+	if inErr != nil {
+		return inErr
+	}
+	if err != nil {
+		return fmt.Errorf("copy into staging: %w", err)
+	}
+	return nil
+}
+
+func writeCSV(w io.Writer, in *idem.Input, st *sqlplan.Stage) error {
+	buf := make([]byte, 0, 256<<10)
+	for {
+		r, err := in.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		pos := in.Pos()
+		st.Track(st.Rows, pos.File)
+		for _, v := range r {
+			buf = appendCSV(buf, v)
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, st.Rows, 10)
+		buf = append(buf, ',')
+		buf = strconv.AppendInt(buf, pos.Line, 10)
+		buf = append(buf, '\n')
+		st.Rows++
+		if len(buf) >= 240<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// appendCSV writes one field: NULL as nothing, everything else quoted when
+// it is empty or holds a delimiter, quote or line break.
+func appendCSV(b []byte, v idem.Value) []byte {
+	if v.Null {
+		return b
+	}
+	if v.S != "" && !strings.ContainsAny(v.S, ",\"\r\n\\") && v.S != `\.` {
+		return append(b, v.S...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(v.S); i++ {
+		if v.S[i] == '"' {
+			b = append(b, '"')
+		}
+		b = append(b, v.S[i])
+	}
+	return append(b, '"')
+}
+
+const tokenSQL = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM %s t"
+
+// StateToken sums a per-row hash inside the server: far cheaper than
+// reading the rows out, and any change of any column changes it.
+func (x *tx) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	return stateToken(ctx, x.x, table, part)
+}
+
+func stateToken(ctx context.Context, x execer, table string, part *idem.Partition) (string, error) {
+	q := fmt.Sprintf(tokenSQL, dialect{}.Quote(table))
+	var args []any
+	if part != nil {
+		q += " WHERE " + dialect{}.Quote(part.Column) + " = $1"
+		args = append(args, part.Value)
+	}
+	var tok string
+	err := x.Query(ctx, q, args, func(v []any) error {
+		tok = fmt.Sprintf("%v:%v", v[0], v[1])
+		return nil
+	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" {
+		return "", fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+	}
+	return tok, err
+}
+
+func (x *tx) Commit(ctx context.Context) error   { return x.tx.Commit(ctx) }
+func (x *tx) Rollback(ctx context.Context) error { return x.tx.Rollback(ctx) }
+
+func (t *Target) LastRun(ctx context.Context, table, partition string) (*idem.Run, error) {
+	runs, err := t.Runs(ctx, idem.RunFilter{Table: table, Partition: partition, ExactPartition: true, Limit: 1})
+	if err != nil || len(runs) == 0 {
+		return nil, err
+	}
+	return &runs[0], nil
+}
+
+func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	return stateToken(ctx, execer{t.pool}, table, part)
+}
+
+func (t *Target) RecordSkip(ctx context.Context, r *idem.Run) error {
+	return sqlplan.InsertRun(ctx, dialect{}, execer{t.pool}, r)
+}
+
+func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
+	schema, err := t.Describe(ctx, table)
+	if err != nil {
+		return err
+	}
+	return sqlplan.Scan(ctx, dialect{}, execer{t.pool}, table, schema, part, fn)
+}
+
+func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error) {
+	runs, err := sqlplan.QueryRuns(ctx, dialect{}, execer{t.pool}, f)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" {
+		return nil, nil
+	}
+	return runs, err
+}

@@ -1,0 +1,21 @@
+package idem
+
+// Pos locates a record in its input for error messages.
+type Pos struct {
+	File string // as the user named it; "-" for stdin
+	Line int64  // 1-based line where the record starts
+}
+
+// RecordReader yields raw input records before typing: every format (CSV,
+// TSV, JSON lines, a SQL query) is reduced to this, so validation and
+// loading are written once.
+type RecordReader interface {
+	// Columns names the fields of every record, in order.
+	Columns() []string
+	// Read returns the next record (len == len(Columns())) and where it
+	// starts. The slice may be reused by the next call; the strings may
+	// not be. At the end it returns io.EOF. Malformed input is an
+	// *InputError naming file, line and column (1-based field number).
+	Read() ([]Value, Pos, error)
+	Close() error
+}
