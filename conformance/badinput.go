@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -63,6 +64,24 @@ func testBadInput(t *testing.T, b Backend) {
 			}
 		})
 	}
+	t.Run("duplicate key into an empty table", func(t *testing.T) {
+		// An empty scope takes the backend's fastest path (PostgreSQL
+		// copies straight into the table); a duplicate must still name
+		// its line and leave no table behind.
+		var b strings.Builder
+		b.WriteString("id,v\n")
+		for i := 1; i <= 5000; i++ {
+			fmt.Fprintf(&b, "%d,x\n", i)
+		}
+		b.WriteString("17,dup\n")
+		_, err := load(t, tg, spec("fresh", idem.Upsert, "id", ""), writeFile(t, "dup.csv", b.String()))
+		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "dup.csv:5002") || !strings.Contains(err.Error(), "17") {
+			t.Fatalf("want an input error at dup.csv:5002 naming key 17, got %v", err)
+		}
+		if _, err := tg.Describe(ctxb(), "fresh"); err == nil {
+			t.Fatal("failed load left the table behind")
+		}
+	})
 	t.Run("allow-empty", func(t *testing.T) {
 		s := spec("empty_ok", idem.Replace, "", "")
 		mustLoad(t, tg, s, writeFile(t, "one.csv", "a\n1\n"))

@@ -279,7 +279,10 @@ func (x *tx) Describe(ctx context.Context, table string) (idem.Schema, error) {
 // executions than row-by-row, within SQLite's bound-variable limit.
 const stageBatch = 256
 
-func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in *idem.Input) (*sqlplan.Stage, error) {
+// Stage always stages in SQLite: a UNIQUE violation there does not say
+// which row of a multi-row INSERT failed, and the staging table's
+// duplicate check does, with lines.
+func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in *idem.Input, _ bool) (*sqlplan.Stage, error) {
 	x.stage = "temp.idem_stage"
 	if _, err := x.Exec(ctx, "DROP TABLE IF EXISTS "+x.stage); err != nil {
 		return nil, err

@@ -29,8 +29,11 @@ type Tx interface {
 	EnsureLedger(ctx context.Context) error
 	Describe(ctx context.Context, table string) (idem.Schema, error)
 	// Stage creates a staging table with p.StagingDDL and streams the
-	// whole input into it.
-	Stage(ctx context.Context, p *Planner, in *idem.Input) (*Stage, error)
+	// whole input into it. When direct is true the scope is empty and no
+	// dedupe is asked for, so the backend may instead stream the rows
+	// straight into the target (and say so in Stage.Direct); a duplicate
+	// key must then surface as an *idem.InputError.
+	Stage(ctx context.Context, p *Planner, in *idem.Input, direct bool) (*Stage, error)
 	// StateToken: see idem.Target.
 	StateToken(ctx context.Context, table string, part *idem.Partition) (string, error)
 	Commit(ctx context.Context) error
@@ -109,7 +112,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		emptyScope = n == 0
 	}
 
-	st, err := tx.Stage(ctx, pl, in)
+	st, err := tx.Stage(ctx, pl, in, emptyScope && plan.Dedupe == idem.DedupeError)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +121,10 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	inFP := in.Fingerprint()
 	var counts Counts
+	if st.Direct {
+		counts = Counts{Inserted: st.Rows, Replaced: true}
+		goto applied
+	}
 	if len(plan.Key) == 0 && !emptyScope && sameNames(cur, plan.Columns) {
 		// A keyless replace can only swap the scope whole; when it already
 		// holds exactly the input, swapping would report changes that are

@@ -55,6 +55,9 @@ const (
 type Stage struct {
 	Name string // already quoted if it needs to be
 	Rows int64
+	// Direct is true when the backend wrote the rows straight into the
+	// target (allowed only into an empty scope): nothing is left to apply.
+	Direct bool
 	// Files maps row ordinals back to input files: Files[i] covers the
 	// ordinals from its FirstSeq up to the next entry's.
 	Files []FileSpan
@@ -203,13 +206,17 @@ func (p *Planner) Dedupe(ctx context.Context, st *Stage) (int64, error) {
 	}
 	// The first duplicate in input order: the pair whose second row comes
 	// earliest.
-	q := fmt.Sprintf("SELECT min(%s), min(%s), max(%s), max(%s) FROM %s GROUP BY %s HAVING count(*) > 1 ORDER BY 3 LIMIT 1",
-		SeqCol, LineCol, SeqCol, LineCol, s, p.keyList(""))
+	q := fmt.Sprintf("SELECT min(%s), min(%s), max(%s), max(%s), %s FROM %s GROUP BY %s HAVING count(*) > 1 ORDER BY 3 LIMIT 1",
+		SeqCol, LineCol, SeqCol, LineCol, p.keyList(""), s, p.keyList(""))
 	var seq1, line1, seq2, line2 int64
+	var key []string
 	found := false
 	err := p.X.Query(ctx, q, nil, func(v []any) error {
 		found = true
 		seq1, line1, seq2, line2 = toInt(v[0]), toInt(v[1]), toInt(v[2]), toInt(v[3])
+		for _, k := range v[4:] {
+			key = append(key, fmt.Sprint(k))
+		}
 		return nil
 	})
 	if err != nil {
@@ -218,8 +225,9 @@ func (p *Planner) Dedupe(ctx context.Context, st *Stage) (int64, error) {
 	if found {
 		// min/max of the line are those of the two rows unless a key
 		// repeats across files; the message stays right about files.
-		return 0, &idem.InputError{File: st.fileOf(seq2), Line: line2, Column: strings.Join(p.Plan.Key, ","),
-			Msg: fmt.Sprintf("duplicate key: the same key is at %s:%d (use --dedupe first|last to keep one)", st.fileOf(seq1), line1)}
+		return 0, &idem.InputError{File: st.fileOf(seq2), Line: line2,
+			Msg: fmt.Sprintf("duplicate key (%s)=(%s): the same key is at %s:%d (use --dedupe first|last to keep one)",
+				strings.Join(p.Plan.Key, ", "), strings.Join(key, ", "), st.fileOf(seq1), line1)}
 	}
 	return 0, nil
 }
