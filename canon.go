@@ -2,6 +2,7 @@ package idem
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +91,7 @@ func canonNumeric(s string) (string, error) {
 	if i := strings.IndexByte(mant, '.'); i >= 0 {
 		intPart, frac = mant[:i], mant[i+1:]
 	}
-	if intPart == "" && frac == "" || len(mant) > maxNumericDigits {
+	if intPart == "" && frac == "" || len(mant) > 2*maxNumericDigits+2 {
 		return "", errNotNumber
 	}
 	for _, p := range [2]string{intPart, frac} {
@@ -111,6 +112,10 @@ func canonNumeric(s string) (string, error) {
 	}
 	ip := strings.TrimLeft(digits[:point], "0")
 	fp := strings.TrimRight(digits[point:], "0")
+	if len(ip)+len(fp) > maxNumericDigits {
+		// Bounded so that every canonical form is itself valid input.
+		return "", fmt.Errorf("has more than %d digits", maxNumericDigits)
+	}
 	if ip == "" {
 		ip = "0"
 	}
@@ -166,8 +171,15 @@ var tsInLayouts = []string{
 	"2006-01-02T15:04",
 }
 
-// ParseTimestamp reads any accepted timestamp form.
+// ParseTimestamp reads any accepted timestamp form. A bare date is its
+// midnight UTC, as PostgreSQL reads it, so a column of dates and timestamps
+// infers as timestamp.
 func ParseTimestamp(s string) (time.Time, error) {
+	if len(s) == 10 {
+		if t, err := time.Parse(dateLayout, s); err == nil {
+			return t, nil
+		}
+	}
 	if len(s) < 16 || len(s) > 40 {
 		return time.Time{}, errors.New("is not a timestamp")
 	}

@@ -55,6 +55,15 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 say() { printf '\n== %s\n' "$*"; }
 
+# show CMD ARGS...: print a command line, each argument shell-quoted when needed.
+show() {
+	local a q="'" out="  \$"
+	for a in "$@"; do
+		if [[ "$a" =~ ^[A-Za-z0-9_./=:,@+%-]+$ ]]; then out+=" $a"; else out+=" '${a//$q/$q\\$q$q}'"; fi
+	done
+	echo "$out"
+}
+
 TIMEBIN=""
 [[ -x /usr/bin/time ]] && TIMEBIN=/usr/bin/time
 
@@ -75,7 +84,7 @@ declare -A T MB LINE ERR
 time_psql() {
 	local key=$1 t0 t1 rc=0
 	shift
-	printf '  $ psql'; printf ' %q' "$@"; echo
+	show psql "$@"
 	t0=$(now)
 	pq "$@" >"$TMP/$key.log" 2>&1 || rc=$?
 	t1=$(now)
@@ -93,7 +102,7 @@ time_psql() {
 time_idem() {
 	local key=$1 t0 t1 rc=0 kb
 	shift
-	printf '  $ idem load'; printf ' %q' "$@"; echo
+	show idem load "$@"
 	t0=$(now)
 	if [[ -n "$TIMEBIN" ]]; then
 		"$TIMEBIN" -f '%M' -o "$TMP/$key.rss" "$IDEM" load "$@" >"$TMP/$key.log" 2>&1 || rc=$?
@@ -222,7 +231,8 @@ if [[ "${BENCH_10M:-0}" == 1 ]]; then
 	go run ./bench/genorders -rows 10000000 -days "$DAYS" >"$BIG"
 	ls -l "$BIG" | sed 's/^/  /'
 	pq -c "DROP TABLE IF EXISTS orders_10m" -c "DROP TABLE orders" -c "DROP TABLE orders_idem" -c "CHECKPOINT" 2>/dev/null || true
-	echo "  \$ /usr/bin/time -v idem load $BIG --to $URL --table orders_10m --key order_id --strategy upsert   (table created by idem)"
+	echo "  (table created by idem)"
+	show /usr/bin/time -v idem load "$BIG" --to "$URL" --table orders_10m --key order_id --strategy upsert
 	rc=0
 	t0=$(now)
 	/usr/bin/time -v "$IDEM" load "$BIG" --to "$URL" --table orders_10m --key order_id --strategy upsert >"$TMP/g.log" 2>&1 || rc=$?
