@@ -23,21 +23,33 @@ func (t *Target) Query(ctx context.Context, query string) (idem.RecordReader, er
 		rows.Close()
 		return nil, err
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		rows.Close()
+		return nil, err
+	}
+	// The driver turns DATE/TIMESTAMP columns into time.Time; the declared
+	// type says which text form gives the value back unchanged.
+	isDate := make([]bool, len(cols))
+	for i, ct := range types {
+		isDate[i] = typeOf(ct.DatabaseTypeName()) == idem.TypeDate
+	}
 	vals := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	return &queryReader{rows: rows, cols: cols, vals: vals, ptrs: ptrs, rec: make([]idem.Value, len(cols))}, nil
+	return &queryReader{rows: rows, cols: cols, vals: vals, ptrs: ptrs, isDate: isDate, rec: make([]idem.Value, len(cols))}, nil
 }
 
 type queryReader struct {
-	rows *sql.Rows
-	cols []string
-	vals []any
-	ptrs []any
-	rec  []idem.Value
-	n    int64
+	rows   *sql.Rows
+	cols   []string
+	vals   []any
+	ptrs   []any
+	isDate []bool
+	rec    []idem.Value
+	n      int64
 }
 
 func (q *queryReader) Columns() []string { return q.cols }
@@ -69,7 +81,11 @@ func (q *queryReader) Read() ([]idem.Value, idem.Pos, error) {
 		case bool:
 			q.rec[i] = idem.V(strconv.FormatBool(x))
 		case time.Time:
-			q.rec[i] = idem.V(idem.FormatTimestamp(x))
+			if q.isDate[i] {
+				q.rec[i] = idem.V(x.UTC().Format("2006-01-02"))
+			} else {
+				q.rec[i] = idem.V(idem.FormatTimestamp(x))
+			}
 		default:
 			q.rec[i] = idem.V(fmt.Sprint(x))
 		}
