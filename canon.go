@@ -36,17 +36,111 @@ func Canon(t Type, s string) (string, error) {
 		}
 		return s, nil
 	case TypeInteger:
+		if isCanonInteger(s) {
+			return s, nil
+		}
 		return canonInteger(strings.TrimSpace(s))
 	case TypeNumeric:
+		if isCanonNumeric(s) {
+			return s, nil
+		}
 		return canonNumeric(strings.TrimSpace(s))
 	case TypeBoolean:
 		return canonBool(strings.TrimSpace(s))
 	case TypeDate:
+		if isCanonDate(s) {
+			return s, nil
+		}
 		return canonDate(strings.TrimSpace(s))
 	case TypeTimestamp:
 		return canonTimestamp(strings.TrimSpace(s))
 	}
 	return "", errors.New("unknown type")
+}
+
+// The isCanon* checks recognise input that is already canonical, the
+// common case, so it is returned as is without parsing into time.Time or
+// rebuilding strings: they decide the load's CPU cost per value.
+
+// isCanonInteger: an optional "-", then digits without a leading zero, and
+// short enough to be inside int64 whatever the digits.
+func isCanonInteger(s string) bool {
+	d := s
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 18 || (d[0] == '0' && (len(d) > 1 || len(s) > 1)) {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isCanonNumeric: a canonical integer part, optionally "." and digits not
+// ending in zero, "-0..." excluded.
+func isCanonNumeric(s string) bool {
+	ip, fp, dot := strings.Cut(s, ".")
+	if !dot {
+		return len(ip) <= maxNumericDigits && isCanonIntDigits(ip)
+	}
+	if fp == "" || fp[len(fp)-1] == '0' || len(ip)+len(fp) > maxNumericDigits || !isCanonIntDigits(ip) {
+		return false
+	}
+	for i := 0; i < len(fp); i++ {
+		if fp[i] < '0' || fp[i] > '9' {
+			return false
+		}
+	}
+	// "-0.5" is canonical, "-0" is not (and has no dot).
+	return true
+}
+
+func isCanonIntDigits(s string) bool {
+	d := s
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || (d[0] == '0' && len(d) > 1) {
+		return false
+	}
+	if s == "-0" {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+var daysIn = [13]int{0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+// isCanonDate: YYYY-MM-DD naming a real day (February 29 only in leap
+// years).
+func isCanonDate(s string) bool {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return false
+	}
+	n := 0
+	for _, i := range [8]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	y, m, d := n/10000, n/100%100, n%100
+	if y == 0 || m < 1 || m > 12 || d < 1 || d > daysIn[m] {
+		return false
+	}
+	if m == 2 && d == 29 && (y%4 != 0 || (y%100 == 0 && y%400 != 0)) {
+		return false
+	}
+	return true
 }
 
 func canonInteger(s string) (string, error) {

@@ -82,3 +82,28 @@ func FuzzCanonNumeric(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCanonFastPaths: whatever the fast checks accept must be exactly what
+// the full parsers produce, or equal values could be written differently.
+func FuzzCanonFastPaths(f *testing.F) {
+	for _, s := range []string{"0", "-0", "007", "12", "-12", "1.50", "1.5", "-0.5", "0.0", "2024-02-29", "2023-02-29", "0000-01-01", "9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if isCanonInteger(s) {
+			if c, err := canonInteger(s); err != nil || c != s {
+				t.Fatalf("integer fast path accepted %q, parser says %q, %v", s, c, err)
+			}
+		}
+		if isCanonNumeric(s) {
+			if c, err := canonNumeric(s); err != nil || c != s {
+				t.Fatalf("numeric fast path accepted %q, parser says %q, %v", s, c, err)
+			}
+		}
+		if isCanonDate(s) {
+			if c, err := canonDate(s); err != nil || c != s {
+				t.Fatalf("date fast path accepted %q, parser says %q, %v", s, c, err)
+			}
+		}
+	})
+}

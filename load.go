@@ -64,17 +64,20 @@ type Stamp struct {
 
 // LoadSpec is everything the user asked of one load.
 type LoadSpec struct {
-	Table         string
-	Strategy      Strategy
-	Key           []string
-	Partition     *Partition
-	Dedupe        Dedupe
-	Stamps        []Stamp
-	Create        bool
-	Evolve        bool
-	AllowEmpty    bool
-	DryRun        bool
-	Force         bool
+	Table      string
+	Strategy   Strategy
+	Key        []string
+	Partition  *Partition
+	Dedupe     Dedupe
+	Stamps     []Stamp
+	Create     bool
+	Evolve     bool
+	AllowEmpty bool
+	DryRun     bool
+	Force      bool
+	// NoDigest turns the row digest off: keyed loads neither use nor keep
+	// one, and every comparison runs in the database.
+	NoDigest      bool
 	LockTimeout   time.Duration
 	Pipeline      string
 	ExecutionDate string
@@ -523,9 +526,14 @@ type Input struct {
 	partIdx   int
 	hasher    *RowHasher
 	fp        Fingerprint
+	last      RowHash
 	pos       Pos
 	done      bool
 }
+
+// LastHash is the row hash of the row last returned by Next (the hash the
+// fingerprint added).
+func (in *Input) LastHash() RowHash { return in.last }
 
 // Columns is the schema of the rows Next returns.
 func (in *Input) Columns() Schema { return in.plan.Columns }
@@ -597,7 +605,8 @@ func (in *Input) Next() (Row, error) {
 				Msg: fmt.Sprintf("row is outside the partition: %s, want %q", got, in.plan.Partition.Value)}
 		}
 	}
-	in.fp.Add(in.hasher.Hash(row))
+	in.last = in.hasher.Hash(row)
+	in.fp.Add(in.last)
 	return row, nil
 }
 

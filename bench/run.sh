@@ -147,6 +147,10 @@ compare_tables() {
 mkdir -p "$OUT"
 say "build: CGO_ENABLED=0 go build -o $IDEM ./cmd/idem"
 CGO_ENABLED=0 go build -o "$IDEM" ./cmd/idem
+# The tree may be mid-edit: say which source the numbers belong to.
+REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain -- . ':!bench' 2>/dev/null)" ]]; then REV+="+uncommitted changes"; fi
+echo "  idem from $REV"
 
 say "generate $ROWS rows ($DAYS days)"
 go run ./bench/genorders -rows "$ROWS" -days "$DAYS" >"$ORIG"
@@ -278,7 +282,7 @@ row() {
 	printf '%-44s %9s %9s %7s %10s %6s %7s\n' "$label" "$ref" "$idem" "$ratio" "$tgt" "$res" "$mb"
 }
 
-say "results: $ROWS rows, PostgreSQL, wall seconds, ratio = idem / reference"
+say "results: $ROWS rows, PostgreSQL, idem $REV, wall seconds, ratio = idem / reference"
 printf '%-44s %9s %9s %7s %10s %6s %7s\n' step "ref s" "idem s" ratio target result "idem MB"
 printf '%s\n' "---------------------------------------------------------------------------------------------------"
 row "a. psql \\copy into empty table (reference)" a "" ""

@@ -267,6 +267,9 @@ func (x *tx) EnsureLedger(ctx context.Context) error {
 	if _, err := x.Exec(ctx, sqlplan.LedgerDDL(d, "TEXT", "TEXT")); err != nil {
 		return err
 	}
+	if _, err := x.Exec(ctx, sqlplan.DigestDDL(d, "TEXT", "INTEGER", "BLOB")); err != nil {
+		return err
+	}
 	_, err := x.Exec(ctx, sqlplan.LedgerIndexDDL(d, "TEXT"))
 	return err
 }
@@ -282,7 +285,7 @@ const stageBatch = 256
 // Stage always stages in SQLite: a UNIQUE violation there does not say
 // which row of a multi-row INSERT failed, and the staging table's
 // duplicate check does, with lines.
-func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in *idem.Input, _ bool) (*sqlplan.Stage, error) {
+func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in sqlplan.Rows, _ bool) (*sqlplan.Stage, error) {
 	x.stage = "temp.idem_stage"
 	if _, err := x.Exec(ctx, "DROP TABLE IF EXISTS "+x.stage); err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ type loadFlags struct {
 	execDate, interval, pipeline, dedupe             string
 	stamps                                           []string
 	create, noCreate, evolve, allowEmpty, dryRun     bool
-	force, asJSON, noHeader                          bool
+	force, asJSON, noHeader, noDigest                bool
 	lockTimeout                                      time.Duration
 	format, columns, null                            string
 }
@@ -80,6 +80,7 @@ Strategies:
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate and compute the result, commit nothing")
 	fl.BoolVar(&f.force, "force", false, "skip the rerun fast path (still writes only what differs)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fl.BoolVar(&f.noDigest, "no-digest", false, "keep no row digest: keyed reruns compare every row in the database (slower, stores nothing extra)")
 	fl.StringVar(&f.format, "format", "", "input format csv|tsv|jsonl (default: from the file extension; required for -)")
 	fl.BoolVar(&f.noHeader, "no-header", false, "CSV/TSV files have no header line (then give --columns)")
 	fl.StringVar(&f.columns, "columns", "", "column names for --no-header, comma-separated")
@@ -186,7 +187,7 @@ func runLoad(ctx context.Context, e *env, f *loadFlags, args []string) error {
 	spec := idem.LoadSpec{
 		Table: f.table, Strategy: idem.Strategy(f.strategy), Key: splitList(f.key),
 		Dedupe: idem.Dedupe(f.dedupe), Create: f.create && !f.noCreate, Evolve: f.evolve,
-		AllowEmpty: f.allowEmpty, DryRun: f.dryRun, Force: f.force, LockTimeout: f.lockTimeout,
+		AllowEmpty: f.allowEmpty, DryRun: f.dryRun, Force: f.force, LockTimeout: f.lockTimeout, NoDigest: f.noDigest,
 		Pipeline: f.pipeline,
 	}
 	data, err := templateData(f.execDate, f.interval)

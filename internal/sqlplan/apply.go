@@ -33,11 +33,27 @@ type Tx interface {
 	// dedupe is asked for, so the backend may instead stream the rows
 	// straight into the target (and say so in Stage.Direct); a duplicate
 	// key must then surface as an *idem.InputError.
-	Stage(ctx context.Context, p *Planner, in *idem.Input, direct bool) (*Stage, error)
+	Stage(ctx context.Context, p *Planner, rows Rows, direct bool) (*Stage, error)
 	// StateToken: see idem.Target.
 	StateToken(ctx context.Context, table string, part *idem.Partition) (string, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
+}
+
+// DeltaTuner is implemented by backends whose planner needs telling that
+// the staged delta is small next to the target (so probing the target's key
+// index beats scanning it). BeforeDelta's settings last to the end of the
+// transaction.
+type DeltaTuner interface {
+	BeforeDelta(ctx context.Context, stagedRows int64) error
+}
+
+// Rows is the validated row stream a backend stages: the *idem.Input
+// itself, or the row digest's filter in front of it.
+type Rows interface {
+	Columns() idem.Schema
+	Next() (idem.Row, error)
+	Pos() idem.Pos
 }
 
 // Backend is a Dialect that can also read values back.
@@ -112,20 +128,54 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		emptyScope = n == 0
 	}
 
-	st, err := tx.Stage(ctx, pl, in, emptyScope && plan.Dedupe == idem.DedupeError)
+	keyed := len(plan.Key) > 0
+	digestable := keyed && !plan.NoDigest && plan.Dedupe == idem.DedupeError && sameNames(cur, plan.Columns)
+	var old *digestEntries
+	if digestable && !emptyScope {
+		if old, err = loadDigest(ctx, d, tx, plan); err != nil {
+			return nil, fmt.Errorf("read row digest: %w", err)
+		}
+	}
+	var g *digester
+	var rows Rows = in
+	if digestable {
+		g = newDigester(in, plan, old)
+		rows = g
+	}
+	st, err := tx.Stage(ctx, pl, rows, emptyScope && plan.Dedupe == idem.DedupeError)
 	if err != nil {
 		return nil, err
 	}
-	if st.Rows == 0 && !plan.AllowEmpty && (plan.Strategy == idem.Replace || plan.Strategy == idem.ReplacePartition || plan.Strategy == idem.Merge) {
+	rowsIn := st.Rows
+	if g != nil {
+		rowsIn = g.rowsIn
+	}
+	if rowsIn == 0 && !plan.AllowEmpty && (plan.Strategy == idem.Replace || plan.Strategy == idem.ReplacePartition || plan.Strategy == idem.Merge) {
 		return nil, idem.BadInput("the input has no rows: %s would empty %s; pass --allow-empty if that is what you want", plan.Strategy, scopeLabel(plan))
 	}
 	inFP := in.Fingerprint()
 	var counts Counts
-	if st.Direct {
+	var outFP idem.Fingerprint
+	haveOut := false
+	switch {
+	case st.Direct:
 		counts = Counts{Inserted: st.Rows, Replaced: true}
-		goto applied
-	}
-	if len(plan.Key) == 0 && !emptyScope && sameNames(cur, plan.Columns) {
+	case old != nil:
+		var gone [][]byte
+		if plan.Strategy != idem.Upsert && plan.Strategy != idem.InsertMissing {
+			gone = g.gone()
+		}
+		if tu, ok := tx.(DeltaTuner); ok {
+			if err := tu.BeforeDelta(ctx, st.Rows); err != nil {
+				return nil, err
+			}
+		}
+		if counts, err = pl.ApplyDelta(ctx, st, gone); err != nil {
+			return nil, err
+		}
+		counts.Skipped = g.skipped
+		counts.Unchanged = rowsIn - counts.Inserted - counts.Updated - counts.Skipped
+	case !keyed && !emptyScope && sameNames(cur, plan.Columns):
 		// A keyless replace can only swap the scope whole; when it already
 		// holds exactly the input, swapping would report changes that are
 		// not there, so compare first.
@@ -135,26 +185,51 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 		if now == inFP {
 			counts = Counts{Unchanged: st.Rows, Replaced: true}
-			goto applied
+			break
+		}
+		fallthrough
+	default:
+		if counts, err = pl.Apply(ctx, st, emptyScope); err != nil {
+			return nil, err
 		}
 	}
-	if counts, err = pl.Apply(ctx, st, emptyScope); err != nil {
-		return nil, err
+	var digest chunks
+	keepDigest := false
+	if g != nil && (counts.Replaced || old != nil) {
+		var dfp idem.Fingerprint
+		digest, dfp, keepDigest = g.next(counts.Replaced)
+		if old != nil && !counts.Replaced && keepDigest {
+			// The digest is the scope after the load, row by row: its sum
+			// is the output fingerprint without reading the table back.
+			outFP, haveOut = dfp, true
+		}
 	}
-applied:
-	var outFP idem.Fingerprint
-	if counts.Replaced && counts.Skipped == 0 && sameNames(cur, plan.Columns) {
+	switch {
+	case haveOut:
+	case counts.Replaced && counts.Skipped == 0 && sameNames(cur, plan.Columns):
 		outFP = inFP
-	} else if outFP, err = fingerprint(ctx, d, tx, plan.Table, cur, plan.Partition); err != nil {
-		return nil, fmt.Errorf("fingerprint: %w", err)
+	default:
+		if outFP, err = fingerprint(ctx, d, tx, plan.Table, cur, plan.Partition); err != nil {
+			return nil, fmt.Errorf("fingerprint: %w", err)
+		}
 	}
 	tok, err := tx.StateToken(ctx, plan.Table, plan.Partition)
 	if err != nil {
 		return nil, fmt.Errorf("state token: %w", err)
 	}
+	if keyed {
+		// Keep the scope's digest current, or drop it when this load
+		// cannot say what the scope now holds row by row.
+		if !keepDigest {
+			digest = nil
+		}
+		if err := saveDigest(ctx, d, tx, plan, digest, tok); err != nil {
+			return nil, fmt.Errorf("save row digest: %w", err)
+		}
+	}
 	res = &idem.Result{
 		Table: plan.Table, Partition: plan.Partition.String(), Strategy: string(plan.Strategy),
-		RowsIn: st.Rows, Inserted: counts.Inserted, Updated: counts.Updated, Deleted: counts.Deleted,
+		RowsIn: rowsIn, Inserted: counts.Inserted, Updated: counts.Updated, Deleted: counts.Deleted,
 		Unchanged: counts.Unchanged, Skipped: counts.Skipped,
 		InputFingerprint: inFP.Hex(), OutputFingerprint: outFP.Hex(), RunID: plan.RunID, DryRun: plan.DryRun,
 	}

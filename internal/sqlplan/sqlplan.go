@@ -293,35 +293,95 @@ func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts
 		}
 		c.Replaced = true
 	}
-	if strat != idem.InsertMissing {
-		var set, same []string
-		for _, col := range p.Plan.Columns {
-			if isKey(p.Plan.Key, col.Name) {
-				continue
-			}
-			q := p.D.Quote(col.Name)
-			set = append(set, q+" = s."+q)
-			same = append(same, p.D.NotDistinct("t."+q, "s."+q))
+	if strat == idem.InsertMissing {
+		if c.Unchanged, err = p.identical(ctx, s); err != nil {
+			return c, err
 		}
-		if len(set) > 0 {
-			q := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s AS s WHERE %s AND NOT (%s)",
-				t, strings.Join(set, ", "), s, p.keyMatch("t", "s"), strings.Join(same, " AND "))
-			if c.Updated, err = p.X.Exec(ctx, q); err != nil {
-				return c, err
-			}
-		}
+	} else if c.Updated, err = p.update(ctx, s); err != nil {
+		return c, err
 	}
-	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS s WHERE NOT EXISTS (SELECT 1 FROM %s AS t WHERE %s)",
-		t, cols, p.cols("s.", p.Plan.Columns), s, t, p.keyMatch("t", "s"))
-	if c.Inserted, err = p.X.Exec(ctx, q); err != nil {
+	if c.Inserted, err = p.insertNew(ctx, s); err != nil {
 		return c, err
 	}
 	if strat == idem.InsertMissing {
-		c.Skipped += staged - c.Inserted
+		c.Skipped += staged - c.Inserted - c.Unchanged
 	} else {
 		c.Unchanged = staged - c.Inserted - c.Updated
 	}
 	return c, nil
+}
+
+// ApplyDelta applies a staging table that holds only new and changed rows
+// (the row digest found the rest unchanged), deleting gone keys by value.
+func (p *Planner) ApplyDelta(ctx context.Context, st *Stage, gone [][]byte) (Counts, error) {
+	var c Counts
+	var err error
+	switch p.Plan.Strategy {
+	case idem.Merge, idem.Replace, idem.ReplacePartition:
+		if c.Deleted, err = p.deleteKeys(ctx, gone); err != nil {
+			return c, err
+		}
+		c.Replaced = true
+	}
+	if p.Plan.Strategy != idem.InsertMissing {
+		if c.Updated, err = p.update(ctx, st.Name); err != nil {
+			return c, err
+		}
+	}
+	c.Inserted, err = p.insertNew(ctx, st.Name)
+	return c, err
+}
+
+func (p *Planner) nonKeyCols() []string {
+	var out []string
+	for _, col := range p.Plan.Columns {
+		if !isKey(p.Plan.Key, col.Name) {
+			out = append(out, p.D.Quote(col.Name))
+		}
+	}
+	return out
+}
+
+func (p *Planner) sameRow(a, b string) string {
+	var same []string
+	for _, q := range p.nonKeyCols() {
+		same = append(same, p.D.NotDistinct(a+"."+q, b+"."+q))
+	}
+	if len(same) == 0 {
+		return "1 = 1"
+	}
+	return strings.Join(same, " AND ")
+}
+
+// update writes staged rows whose key exists and whose values differ.
+func (p *Planner) update(ctx context.Context, s string) (int64, error) {
+	var set []string
+	for _, q := range p.nonKeyCols() {
+		set = append(set, q+" = s."+q)
+	}
+	if len(set) == 0 {
+		return 0, nil
+	}
+	q := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s AS s WHERE %s AND NOT (%s)",
+		p.table(), strings.Join(set, ", "), s, p.keyMatch("t", "s"), p.sameRow("t", "s"))
+	return p.X.Exec(ctx, q)
+}
+
+// insertNew inserts staged rows whose key does not exist.
+func (p *Planner) insertNew(ctx context.Context, s string) (int64, error) {
+	cols := p.cols("", p.Plan.Columns)
+	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS s WHERE NOT EXISTS (SELECT 1 FROM %s AS t WHERE %s)",
+		p.table(), cols, p.cols("s.", p.Plan.Columns), s, p.table(), p.keyMatch("t", "s"))
+	return p.X.Exec(ctx, q)
+}
+
+// identical counts staged rows the target already holds exactly.
+func (p *Planner) identical(ctx context.Context, s string) (int64, error) {
+	var n int64
+	q := fmt.Sprintf("SELECT count(*) FROM %s AS s WHERE EXISTS (SELECT 1 FROM %s AS t WHERE %s AND %s)",
+		s, p.table(), p.keyMatch("t", "s"), p.sameRow("t", "s"))
+	err := p.X.Query(ctx, q, nil, func(v []any) error { n = toInt(v[0]); return nil })
+	return n, err
 }
 
 func isKey(keys []string, name string) bool {

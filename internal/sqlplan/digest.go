@@ -1,0 +1,432 @@
+package sqlplan
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strings"
+
+	"github.com/idemhq/idem"
+)
+
+// The row digest makes a keyed load of a big, mostly unchanged scope cost
+// what its changes cost on the server. After each keyed load that leaves a
+// scope (table or partition) whose content it knows exactly, idem stores,
+// next to the ledger, every row's canonical key and 128-bit row hash (the
+// one the fingerprint adds up), together with the scope's state token. The
+// next keyed load of that scope, if the token still matches (nothing wrote
+// there since), compares the input with the digest in the client and
+// stages only new and changed rows; rows gone from the input are deleted by
+// key. Without a valid digest a load takes the full staging path, which is
+// always correct, and writes a fresh digest for the next one.
+
+// DigestTable holds the digests, in chunks of at most digestChunk bytes.
+const DigestTable = "idem_digests"
+
+const (
+	digestChunk = 1 << 20
+	// DigestMaxRows bounds the memory a digest takes (about 30 bytes a
+	// row); bigger scopes go without one.
+	DigestMaxRows = 2_000_000
+	digestVersion = "d1"
+)
+
+// DigestDDL creates the digest table.
+func DigestDDL(d Dialect, textType, intType, blobType string) string {
+	q := d.Quote
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, PRIMARY KEY (%s, %s, %s))",
+		q(DigestTable), q("table_name"), textType, q("partition_label"), textType, q("chunk"), intType,
+		q("state_token"), textType, q("schema_sig"), textType, q("data"), blobType,
+		q("table_name"), q("partition_label"), q("chunk"))
+}
+
+// schemaSig names the columns and types a digest's row hashes cover, and
+// the key its entries are indexed by.
+func schemaSig(p *idem.Plan) string {
+	var b strings.Builder
+	b.WriteString(digestVersion)
+	for _, c := range p.Columns {
+		fmt.Fprintf(&b, "|%q:%s", c.Name, c.Type)
+	}
+	fmt.Fprintf(&b, "|key=%q", p.Key)
+	return b.String()
+}
+
+// digestEntries is a parsed digest. Entries live in one byte slice (each
+// uvarint(len(key)) key hi lo) and are found through a map from a seeded
+// 64-bit hash of the key to the entry: a string-keyed map would cost an
+// allocation and a header per row, and this one a third of the memory.
+type digestEntries struct {
+	data     []byte
+	off      []uint32
+	index    map[uint64]int32
+	seed     maphash.Seed
+	cursor   int
+	collided bool
+}
+
+func (e *digestEntries) key(i int) []byte {
+	d := e.data[e.off[i]:]
+	n, w := binary.Uvarint(d)
+	return d[w : w+int(n)]
+}
+
+func (e *digestEntries) hash(i int) idem.RowHash {
+	d := e.data[e.off[i]:]
+	n, w := binary.Uvarint(d)
+	d = d[w+int(n):]
+	return idem.RowHash{Hi: binary.BigEndian.Uint64(d), Lo: binary.BigEndian.Uint64(d[8:])}
+}
+
+func (e *digestEntries) len() int { return len(e.off) }
+
+// find returns the entry holding key, or -1. Inputs mostly come in the
+// order of the previous load's, which is the digest's order, so the entry
+// after the last one found is tried first; the hash index is built only on
+// the first miss.
+func (e *digestEntries) find(key []byte) int {
+	if e.cursor < len(e.off) && bytes.Equal(e.key(e.cursor), key) {
+		e.cursor++
+		return e.cursor - 1
+	}
+	if e.index == nil && !e.buildIndex() {
+		return e.scan(key)
+	}
+	i, ok := e.index[maphash.Bytes(e.seed, key)]
+	if !ok || !bytes.Equal(e.key(int(i)), key) {
+		return -1
+	}
+	e.cursor = int(i) + 1
+	return int(i)
+}
+
+// buildIndex hashes every key. Two keys with one 64-bit hash leave the
+// index unbuilt and find falls back to scan: correct, and too rare to
+// deserve a second structure.
+func (e *digestEntries) buildIndex() bool {
+	if e.collided {
+		return false
+	}
+	idx := make(map[uint64]int32, len(e.off))
+	for i := range e.off {
+		h := maphash.Bytes(e.seed, e.key(i))
+		if _, dup := idx[h]; dup {
+			e.collided = true
+			return false
+		}
+		idx[h] = int32(i)
+	}
+	e.index = idx
+	return true
+}
+
+func (e *digestEntries) scan(key []byte) int {
+	for i := range e.off {
+		if bytes.Equal(e.key(i), key) {
+			return i
+		}
+	}
+	return -1
+}
+
+func appendEntry(b []byte, key []byte, h idem.RowHash) []byte {
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.BigEndian.AppendUint64(b, h.Hi)
+	return binary.BigEndian.AppendUint64(b, h.Lo)
+}
+
+// chunks accumulates entries in blocks of at most digestChunk bytes that
+// are never copied to grow: each becomes one stored chunk as it is.
+type chunks [][]byte
+
+func (c *chunks) add(key []byte, h idem.RowHash) {
+	need := binary.MaxVarintLen64 + len(key) + 16
+	if n := len(*c); n == 0 || cap((*c)[n-1])-len((*c)[n-1]) < need {
+		*c = append(*c, make([]byte, 0, max(digestChunk, need)))
+	}
+	last := &(*c)[len(*c)-1]
+	*last = appendEntry(*last, key, h)
+}
+
+// each calls fn for every entry.
+func (c chunks) each(fn func(key []byte, h idem.RowHash)) {
+	for _, d := range c {
+		for len(d) > 0 {
+			n, w := binary.Uvarint(d)
+			k := d[w : w+int(n)]
+			d = d[w+int(n):]
+			fn(k, idem.RowHash{Hi: binary.BigEndian.Uint64(d), Lo: binary.BigEndian.Uint64(d[8:])})
+			d = d[16:]
+		}
+	}
+}
+
+func parseEntries(data []byte) (*digestEntries, bool) {
+	e := &digestEntries{data: data, seed: maphash.MakeSeed()}
+	e.off = make([]uint32, 0, len(data)/24)
+	for pos := 0; pos < len(data); {
+		n, w := binary.Uvarint(data[pos:])
+		if w <= 0 || uint64(len(data)-pos-w) < n+16 || pos > math.MaxUint32 {
+			return nil, false
+		}
+		e.off = append(e.off, uint32(pos))
+		pos += w + int(n) + 16
+	}
+	return e, true
+}
+
+// encodeKey is the canonical, unambiguous encoding of a row's key values.
+func encodeKey(b []byte, row idem.Row, keyIdx []int) []byte {
+	for _, i := range keyIdx {
+		b = binary.AppendUvarint(b, uint64(len(row[i].S)))
+		b = append(b, row[i].S...)
+	}
+	return b
+}
+
+func decodeKey(k []byte, n int) []string {
+	out := make([]string, 0, n)
+	for len(k) > 0 {
+		l, w := binary.Uvarint(k)
+		out = append(out, string(k[w:w+int(l)]))
+		k = k[w+int(l):]
+	}
+	return out
+}
+
+// loadDigest returns the scope's digest when it is valid for this plan: same
+// columns and key, and the scope unchanged since it was written.
+func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEntries, error) {
+	q := fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
+		d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"), d.Quote(DigestTable),
+		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2), d.Quote("chunk"))
+	var tok, sig string
+	var parts [][]byte
+	total := 0
+	err := tx.Query(ctx, q, []any{p.Table, p.Partition.String()}, func(v []any) error {
+		tok, sig = fmt.Sprint(v[0]), fmt.Sprint(v[1])
+		var b []byte
+		switch x := v[2].(type) {
+		case []byte:
+			b = x
+		case string:
+			b = []byte(x)
+		}
+		parts = append(parts, b)
+		total += len(b)
+		return nil
+	})
+	if err != nil || tok == "" || sig != schemaSig(p) {
+		return nil, err
+	}
+	cur, err := tx.StateToken(ctx, p.Table, p.Partition)
+	if err != nil || cur != tok {
+		return nil, err
+	}
+	data := make([]byte, 0, total)
+	for _, b := range parts {
+		data = append(data, b...)
+	}
+	e, ok := parseEntries(data)
+	if !ok {
+		return nil, nil // unusable: take the full path and rewrite it
+	}
+	return e, nil
+}
+
+// digester sits between the validated input and the backend's staging. With
+// an old digest it passes on only rows that are new or changed; in every
+// case it records the input's entries for the next digest.
+type digester struct {
+	in       *idem.Input
+	keyIdx   []int
+	old      *digestEntries
+	strategy idem.Strategy
+
+	rowsIn  int64
+	skipped int64 // insert-missing: existing keys not written
+	seen    []int64
+	newKeys map[string]idem.Pos
+	changed map[int32]idem.RowHash
+
+	keyBuf   []byte
+	out      chunks // entries of the input, in input order
+	overflow bool
+}
+
+func newDigester(in *idem.Input, p *idem.Plan, old *digestEntries) *digester {
+	g := &digester{in: in, keyIdx: p.KeyIdx, old: old, strategy: p.Strategy}
+	if old != nil {
+		g.seen = make([]int64, old.len())
+		g.newKeys = map[string]idem.Pos{}
+		g.changed = map[int32]idem.RowHash{}
+	}
+	return g
+}
+
+func (g *digester) Columns() idem.Schema { return g.in.Columns() }
+func (g *digester) Pos() idem.Pos        { return g.in.Pos() }
+
+// Next returns the next row the backend must write.
+func (g *digester) Next() (idem.Row, error) {
+	for {
+		row, err := g.in.Next()
+		if err != nil {
+			return nil, err
+		}
+		g.rowsIn++
+		h := g.in.LastHash()
+		g.keyBuf = encodeKey(g.keyBuf[:0], row, g.keyIdx)
+		if !g.overflow {
+			if g.rowsIn > DigestMaxRows {
+				g.overflow, g.out = true, nil
+			} else {
+				g.out.add(g.keyBuf, h)
+			}
+		}
+		if g.old == nil {
+			return row, nil
+		}
+		pos := g.in.Pos()
+		if i := g.old.find(g.keyBuf); i >= 0 {
+			if g.seen[i] != 0 {
+				return nil, g.dup(pos, "line "+fmt.Sprint(g.seen[i]))
+			}
+			g.seen[i] = max(pos.Line, 1)
+			if g.old.hash(i) == h {
+				continue
+			}
+			if g.strategy == idem.InsertMissing {
+				g.skipped++
+				continue
+			}
+			g.changed[int32(i)] = h
+			return row, nil
+		}
+		k := string(g.keyBuf)
+		if first, ok := g.newKeys[k]; ok {
+			return nil, g.dup(pos, fmt.Sprintf("%s:%d", first.File, first.Line))
+		}
+		g.newKeys[k] = pos
+		return row, nil
+	}
+}
+
+func (g *digester) dup(pos idem.Pos, first string) error {
+	return &idem.InputError{File: pos.File, Line: pos.Line,
+		Msg: fmt.Sprintf("duplicate key: the same key is at %s (use --dedupe first|last to keep one)", first)}
+}
+
+// gone lists the old keys the input no longer has.
+func (g *digester) gone() [][]byte {
+	var out [][]byte
+	for i, s := range g.seen {
+		if s == 0 {
+			out = append(out, g.old.key(i))
+		}
+	}
+	return out
+}
+
+// next is the digest of the scope after the load: the input's entries when
+// the scope now holds exactly the input, or the old entries updated with
+// the changes for strategies that keep rows the input lacks (then with the
+// scope's fingerprint, their sum).
+func (g *digester) next(replaced bool) (chunks, idem.Fingerprint, bool) {
+	if g.overflow {
+		return nil, idem.Fingerprint{}, false
+	}
+	if replaced || g.old == nil {
+		return g.out, idem.Fingerprint{}, true
+	}
+	var c chunks
+	var fp idem.Fingerprint
+	for i := 0; i < g.old.len(); i++ {
+		h := g.old.hash(i)
+		if ch, ok := g.changed[int32(i)]; ok {
+			h = ch
+		}
+		c.add(g.old.key(i), h)
+		fp.Add(h)
+	}
+	g.out.each(func(k []byte, h idem.RowHash) {
+		if _, ok := g.newKeys[string(k)]; ok {
+			c.add(k, h)
+			fp.Add(h)
+		}
+	})
+	if fp.Rows > DigestMaxRows {
+		return nil, fp, false
+	}
+	return c, fp, true
+}
+
+// saveDigest replaces the scope's digest; data == nil just drops it.
+func saveDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, data chunks, token string) error {
+	del := fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s = %s", d.Quote(DigestTable),
+		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2))
+	if _, err := tx.Exec(ctx, del, p.Table, p.Partition.String()); err != nil {
+		return err
+	}
+	if data == nil {
+		return nil
+	}
+	ins := fmt.Sprintf("INSERT INTO %s (%s, %s, %s, %s, %s, %s) VALUES (%s, %s, %s, %s, %s, %s)", d.Quote(DigestTable),
+		d.Quote("table_name"), d.Quote("partition_label"), d.Quote("chunk"), d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"),
+		d.Placeholder(1), d.Placeholder(2), d.Placeholder(3), d.Placeholder(4), d.Placeholder(5), d.Placeholder(6))
+	sig := schemaSig(p)
+	if len(data) == 0 {
+		// An empty scope still has a valid (empty) digest.
+		data = chunks{{}}
+	}
+	for i, c := range data {
+		if _, err := tx.Exec(ctx, ins, p.Table, p.Partition.String(), int64(i), token, sig, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteKeys deletes rows by key, a batch of keys per statement.
+func (p *Planner) deleteKeys(ctx context.Context, keys [][]byte) (int64, error) {
+	const batch = 500
+	var total int64
+	cols := make([]idem.Column, len(p.Plan.KeyIdx))
+	for i, k := range p.Plan.KeyIdx {
+		cols[i] = p.Plan.Columns[k]
+	}
+	lhs := p.keyList("")
+	if len(cols) > 1 {
+		lhs = "(" + lhs + ")"
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), batch)
+		var tuples []string
+		var args []any
+		for _, k := range keys[:n] {
+			vals := decodeKey(k, len(cols))
+			ph := make([]string, len(vals))
+			for i, v := range vals {
+				args = append(args, p.D.Bind(cols[i].Type, idem.V(v)))
+				ph[i] = p.D.Placeholder(len(args))
+			}
+			t := strings.Join(ph, ", ")
+			if len(cols) > 1 {
+				t = "(" + t + ")"
+			}
+			tuples = append(tuples, t)
+		}
+		q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (%s)", p.table(), lhs, strings.Join(tuples, ", "))
+		c, err := p.X.Exec(ctx, q, args...)
+		if err != nil {
+			return total, err
+		}
+		total += c
+		keys = keys[n:]
+	}
+	return total, nil
+}
