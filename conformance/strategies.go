@@ -160,6 +160,15 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 			if r.OutputFingerprint != scopeFP(t, tg, table, sp.Partition).Hex() {
 				t.Fatalf("output_fingerprint %s does not match the scope's", r.OutputFingerprint)
 			}
+			// The ledger's state token is what the fast path and the row
+			// digest trust: it must be the scope's token as computed now.
+			last, err := tg.LastRun(ctxb(), table, sp.Partition.String())
+			if err != nil || last == nil {
+				t.Fatalf("last run: %v", err)
+			}
+			if now, err := tg.StateToken(ctxb(), table, sp.Partition); err != nil || now != last.StateToken {
+				t.Fatalf("recorded state token %q, computed now %q (%v)", last.StateToken, now, err)
+			}
 			// And that rerun is a no-op too, forced or not.
 			end := fp(t, tg, table, nil)
 			for _, force := range []bool{false, true} {

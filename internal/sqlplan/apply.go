@@ -139,10 +139,39 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var g *digester
 	var rows Rows = in
 	if digestable {
-		g = newDigester(in, plan, old)
+		if g, err = newDigester(in, plan, old); err != nil {
+			return nil, err
+		}
+		defer g.Close()
 		rows = g
 	}
-	st, err := tx.Stage(ctx, pl, rows, emptyScope && plan.Dedupe == idem.DedupeError)
+	// A keyless load of a non-empty scope swaps it whole: delete, then
+	// write straight into the target. If the new rows turn out to be the
+	// old ones, the savepoint undoes the swap, so a forced rerun writes
+	// nothing and reports nothing changed.
+	swap := !keyed && !emptyScope
+	var swapOld idem.Fingerprint
+	swapComparable := false
+	var swapDeleted int64
+	if swap {
+		if sameNames(cur, plan.Columns) {
+			if swapOld, err = scopeFingerprint(ctx, d, tx, plan, cur); err != nil {
+				return nil, err
+			}
+			swapComparable = true
+			if _, err := tx.Exec(ctx, "SAVEPOINT idem_swap"); err != nil {
+				return nil, err
+			}
+		}
+		where, args := pl.scope("")
+		if where != "" {
+			where = " WHERE " + where
+		}
+		if swapDeleted, err = tx.Exec(ctx, "DELETE FROM "+pl.table()+where, args...); err != nil {
+			return nil, err
+		}
+	}
+	st, err := tx.Stage(ctx, pl, rows, swap || (emptyScope && plan.Dedupe == idem.DedupeError))
 	if err != nil {
 		return nil, err
 	}
@@ -158,8 +187,6 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var outFP idem.Fingerprint
 	haveOut := false
 	switch {
-	case st.Direct:
-		counts = Counts{Inserted: st.Rows, Replaced: true}
 	case old != nil:
 		var gone [][]byte
 		if plan.Strategy != idem.Upsert && plan.Strategy != idem.InsertMissing {
@@ -175,29 +202,33 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 		counts.Skipped = g.skipped
 		counts.Unchanged = rowsIn - counts.Inserted - counts.Updated - counts.Skipped
-	case !keyed && !emptyScope && sameNames(cur, plan.Columns):
-		// A keyless replace can only swap the scope whole; when it already
-		// holds exactly the input, swapping would report changes that are
-		// not there, so compare first.
-		now, err := fingerprint(ctx, d, tx, plan.Table, cur, plan.Partition)
-		if err != nil {
-			return nil, err
+	case swap:
+		counts = Counts{Deleted: swapDeleted, Inserted: st.Rows, Replaced: true}
+		if !st.Direct {
+			if counts.Inserted, err = pl.insertAll(ctx, st.Name); err != nil {
+				return nil, err
+			}
 		}
-		if now == inFP {
+		if swapComparable && inFP == swapOld {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idem_swap"); err != nil {
+				return nil, err
+			}
 			counts = Counts{Unchanged: st.Rows, Replaced: true}
-			break
 		}
-		fallthrough
+	case st.Direct:
+		counts = Counts{Inserted: st.Rows, Replaced: true}
 	default:
 		if counts, err = pl.Apply(ctx, st, emptyScope); err != nil {
 			return nil, err
 		}
 	}
-	var digest chunks
+	var digest entrySource
 	keepDigest := false
 	if g != nil && (counts.Replaced || old != nil) {
 		var dfp idem.Fingerprint
-		digest, dfp, keepDigest = g.next(counts.Replaced)
+		if digest, dfp, keepDigest, err = g.next(counts.Replaced); err != nil {
+			return nil, fmt.Errorf("row digest: %w", err)
+		}
 		if old != nil && !counts.Replaced && keepDigest {
 			// The digest is the scope after the load, row by row: its sum
 			// is the output fingerprint without reading the table back.
@@ -252,6 +283,26 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	committed = true
 	return res, nil
+}
+
+// scopeFingerprint is the fingerprint of the load's scope now: the last
+// run's output fingerprint when the state token proves nothing changed
+// since, otherwise read back.
+func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur idem.Schema) (idem.Fingerprint, error) {
+	runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: p.Table, Partition: p.Partition.String(), ExactPartition: true, Limit: 1})
+	if err != nil {
+		return idem.Fingerprint{}, err
+	}
+	if len(runs) == 1 && runs[0].StateToken != "" && runs[0].OutputFingerprint != "" {
+		tok, err := tx.StateToken(ctx, p.Table, p.Partition)
+		if err != nil {
+			return idem.Fingerprint{}, err
+		}
+		if tok == runs[0].StateToken {
+			return idem.ParseFingerprint(runs[0].OutputFingerprint, runs[0].OutputRows)
+		}
+	}
+	return fingerprint(ctx, d, tx, p.Table, cur, p.Partition)
 }
 
 func scopeLabel(p *idem.Plan) string {

@@ -1,12 +1,15 @@
 package sqlplan
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/idemhq/idem"
@@ -165,6 +168,98 @@ func (c chunks) each(fn func(key []byte, h idem.RowHash)) {
 	}
 }
 
+// forEach lets saveDigest write either kind of entry collection.
+type entrySource interface {
+	chunkEach(fn func(chunk []byte) error) error
+}
+
+func (c chunks) chunkEach(fn func([]byte) error) error {
+	for _, d := range c {
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spool collects the input's entries in an unlinked temporary file, so that
+// building a digest costs a load no memory however many rows it has.
+type spool struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
+	err error
+}
+
+func newSpool() (*spool, error) {
+	f, err := os.CreateTemp("", "idem-digest-*")
+	if err != nil {
+		return nil, err
+	}
+	// Unlinked at once: the file goes away with the process, even a killed one.
+	os.Remove(f.Name())
+	return &spool{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (s *spool) add(key []byte, h idem.RowHash) {
+	if s.err != nil {
+		return
+	}
+	s.buf = appendEntry(s.buf[:0], key, h)
+	_, s.err = s.w.Write(s.buf)
+}
+
+// chunkEach reads the entries back in blocks of at most digestChunk bytes,
+// never splitting an entry.
+func (s *spool) chunkEach(fn func([]byte) error) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(s.f, 256<<10)
+	chunk := make([]byte, 0, digestChunk)
+	for {
+		n, err := binary.ReadUvarint(r)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		size := binary.PutUvarint(make([]byte, binary.MaxVarintLen64), n) + int(n) + 16
+		if len(chunk) > 0 && len(chunk)+size > digestChunk {
+			if err := fn(chunk); err != nil {
+				return err
+			}
+			chunk = make([]byte, 0, digestChunk)
+		}
+		chunk = binary.AppendUvarint(chunk, n)
+		start := len(chunk)
+		chunk = append(chunk, make([]byte, int(n)+16)...)
+		if _, err := io.ReadFull(r, chunk[start:]); err != nil {
+			return err
+		}
+	}
+	if len(chunk) > 0 {
+		return fn(chunk)
+	}
+	return nil
+}
+
+func (s *spool) each(fn func(key []byte, h idem.RowHash)) error {
+	return s.chunkEach(func(c []byte) error {
+		chunks{c}.each(fn)
+		return nil
+	})
+}
+
+func (s *spool) Close() error { return s.f.Close() }
+
 func parseEntries(data []byte) (*digestEntries, bool) {
 	e := &digestEntries{data: data, seed: maphash.MakeSeed()}
 	e.off = make([]uint32, 0, len(data)/24)
@@ -254,19 +349,26 @@ type digester struct {
 	changed map[int32]idem.RowHash
 
 	keyBuf   []byte
-	out      chunks // entries of the input, in input order
+	out      *spool // entries of the input, in input order
 	overflow bool
 }
 
-func newDigester(in *idem.Input, p *idem.Plan, old *digestEntries) *digester {
-	g := &digester{in: in, keyIdx: p.KeyIdx, old: old, strategy: p.Strategy}
+func newDigester(in *idem.Input, p *idem.Plan, old *digestEntries) (*digester, error) {
+	out, err := newSpool()
+	if err != nil {
+		return nil, fmt.Errorf("row digest: %w", err)
+	}
+	g := &digester{in: in, keyIdx: p.KeyIdx, old: old, strategy: p.Strategy, out: out}
 	if old != nil {
 		g.seen = make([]int64, old.len())
 		g.newKeys = map[string]idem.Pos{}
 		g.changed = map[int32]idem.RowHash{}
 	}
-	return g
+	return g, nil
 }
+
+// Close drops the spooled entries.
+func (g *digester) Close() error { return g.out.Close() }
 
 func (g *digester) Columns() idem.Schema { return g.in.Columns() }
 func (g *digester) Pos() idem.Pos        { return g.in.Pos() }
@@ -283,7 +385,7 @@ func (g *digester) Next() (idem.Row, error) {
 		g.keyBuf = encodeKey(g.keyBuf[:0], row, g.keyIdx)
 		if !g.overflow {
 			if g.rowsIn > DigestMaxRows {
-				g.overflow, g.out = true, nil
+				g.overflow = true
 			} else {
 				g.out.add(g.keyBuf, h)
 			}
@@ -336,12 +438,12 @@ func (g *digester) gone() [][]byte {
 // the scope now holds exactly the input, or the old entries updated with
 // the changes for strategies that keep rows the input lacks (then with the
 // scope's fingerprint, their sum).
-func (g *digester) next(replaced bool) (chunks, idem.Fingerprint, bool) {
+func (g *digester) next(replaced bool) (entrySource, idem.Fingerprint, bool, error) {
 	if g.overflow {
-		return nil, idem.Fingerprint{}, false
+		return nil, idem.Fingerprint{}, false, nil
 	}
 	if replaced || g.old == nil {
-		return g.out, idem.Fingerprint{}, true
+		return g.out, idem.Fingerprint{}, true, nil
 	}
 	var c chunks
 	var fp idem.Fingerprint
@@ -353,20 +455,20 @@ func (g *digester) next(replaced bool) (chunks, idem.Fingerprint, bool) {
 		c.add(g.old.key(i), h)
 		fp.Add(h)
 	}
-	g.out.each(func(k []byte, h idem.RowHash) {
+	err := g.out.each(func(k []byte, h idem.RowHash) {
 		if _, ok := g.newKeys[string(k)]; ok {
 			c.add(k, h)
 			fp.Add(h)
 		}
 	})
-	if fp.Rows > DigestMaxRows {
-		return nil, fp, false
+	if err != nil || fp.Rows > DigestMaxRows {
+		return nil, fp, false, err
 	}
-	return c, fp, true
+	return c, fp, true, nil
 }
 
 // saveDigest replaces the scope's digest; data == nil just drops it.
-func saveDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, data chunks, token string) error {
+func saveDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, data entrySource, token string) error {
 	del := fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s = %s", d.Quote(DigestTable),
 		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2))
 	if _, err := tx.Exec(ctx, del, p.Table, p.Partition.String()); err != nil {
@@ -379,16 +481,17 @@ func saveDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, data chunks
 		d.Quote("table_name"), d.Quote("partition_label"), d.Quote("chunk"), d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"),
 		d.Placeholder(1), d.Placeholder(2), d.Placeholder(3), d.Placeholder(4), d.Placeholder(5), d.Placeholder(6))
 	sig := schemaSig(p)
-	if len(data) == 0 {
+	var n int64
+	err := data.chunkEach(func(c []byte) error {
+		_, err := tx.Exec(ctx, ins, p.Table, p.Partition.String(), n, token, sig, c)
+		n++
+		return err
+	})
+	if err == nil && n == 0 {
 		// An empty scope still has a valid (empty) digest.
-		data = chunks{{}}
+		_, err = tx.Exec(ctx, ins, p.Table, p.Partition.String(), int64(0), token, sig, []byte{})
 	}
-	for i, c := range data {
-		if _, err := tx.Exec(ctx, ins, p.Table, p.Partition.String(), int64(i), token, sig, c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // deleteKeys deletes rows by key, a batch of keys per statement.

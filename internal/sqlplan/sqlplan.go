@@ -246,10 +246,10 @@ func toInt(v any) int64 {
 	return 0
 }
 
-// Apply runs the strategy's statements from the staging table into the
-// target. emptyScope says no existing row can match a staged one (the table
-// is empty, or the load is keyless and its partition is empty), which lets
-// every strategy degenerate to one INSERT.
+// Apply runs a keyed strategy's statements from the staging table into the
+// target (keyless loads swap their scope in ApplyLoad). emptyScope says no
+// existing row can match a staged one, which lets every strategy degenerate
+// to one INSERT.
 func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts, error) {
 	var c Counts
 	skipped, err := p.Dedupe(ctx, st)
@@ -259,29 +259,12 @@ func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts
 	c.Skipped = skipped
 	staged := st.Rows - skipped
 	t, s := p.table(), st.Name
-	cols := p.cols("", p.Plan.Columns)
 	if emptyScope {
-		n, err := p.X.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", t, cols, cols, s))
-		c.Inserted = n
+		c.Inserted, err = p.insertAll(ctx, s)
 		c.Replaced = true
 		return c, err
 	}
-	keyed := len(p.Plan.Key) > 0
 	strat := p.Plan.Strategy
-	if !keyed {
-		// replace / replace-partition without a key: rows have no
-		// identity to diff by, so the scope is swapped whole.
-		where, args := p.scope("")
-		if where != "" {
-			where = " WHERE " + where
-		}
-		if c.Deleted, err = p.X.Exec(ctx, "DELETE FROM "+t+where, args...); err != nil {
-			return c, err
-		}
-		c.Inserted, err = p.X.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", t, cols, cols, s))
-		c.Replaced = true
-		return c, err
-	}
 	if strat == idem.Merge || strat == idem.Replace || strat == idem.ReplacePartition {
 		where, args := p.scope("t")
 		if where != "" {
@@ -365,6 +348,12 @@ func (p *Planner) update(ctx context.Context, s string) (int64, error) {
 	q := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s AS s WHERE %s AND NOT (%s)",
 		p.table(), strings.Join(set, ", "), s, p.keyMatch("t", "s"), p.sameRow("t", "s"))
 	return p.X.Exec(ctx, q)
+}
+
+// insertAll copies every staged row into the target.
+func (p *Planner) insertAll(ctx context.Context, s string) (int64, error) {
+	cols := p.cols("", p.Plan.Columns)
+	return p.X.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", p.table(), cols, cols, s))
 }
 
 // insertNew inserts staged rows whose key does not exist.
