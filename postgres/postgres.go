@@ -282,7 +282,7 @@ func (x *tx) EnsureLedger(ctx context.Context) error {
 	if _, err := x.tx.Exec(ctx, sqlplan.LedgerIndexDDL(d, "text")); err != nil {
 		return err
 	}
-	if _, err := x.tx.Exec(ctx, sqlplan.DigestDDL(d, "text", "bigint", "bytea")); err != nil {
+	if _, err := x.tx.Exec(ctx, sqlplan.DigestDDL(d, "CREATE UNLOGGED TABLE", "text", "bigint", "bytea")); err != nil {
 		return err
 	}
 	// Row hashes do not compress; storing them as they are saves the CPU

@@ -267,7 +267,7 @@ func (x *tx) EnsureLedger(ctx context.Context) error {
 	if _, err := x.Exec(ctx, sqlplan.LedgerDDL(d, "TEXT", "TEXT")); err != nil {
 		return err
 	}
-	if _, err := x.Exec(ctx, sqlplan.DigestDDL(d, "TEXT", "INTEGER", "BLOB")); err != nil {
+	if _, err := x.Exec(ctx, sqlplan.DigestDDL(d, "CREATE TABLE", "TEXT", "INTEGER", "BLOB")); err != nil {
 		return err
 	}
 	_, err := x.Exec(ctx, sqlplan.LedgerIndexDDL(d, "TEXT"))

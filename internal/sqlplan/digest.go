@@ -37,10 +37,13 @@ const (
 	digestVersion = "d1"
 )
 
-// DigestDDL creates the digest table.
-func DigestDDL(d Dialect, textType, intType, blobType string) string {
+// DigestDDL creates the digest table. create is "CREATE TABLE", or a
+// variant such as PostgreSQL's "CREATE UNLOGGED TABLE": a digest is a cache
+// whose loss only costs the next load the full path, so it need not pay for
+// the write-ahead log.
+func DigestDDL(d Dialect, create, textType, intType, blobType string) string {
 	q := d.Quote
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, PRIMARY KEY (%s, %s, %s))",
+	return fmt.Sprintf(create+" IF NOT EXISTS %s (%s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, PRIMARY KEY (%s, %s, %s))",
 		q(DigestTable), q("table_name"), textType, q("partition_label"), textType, q("chunk"), intType,
 		q("state_token"), textType, q("schema_sig"), textType, q("data"), blobType,
 		q("table_name"), q("partition_label"), q("chunk"))
