@@ -24,6 +24,7 @@ import (
 
 // Target is a PostgreSQL database.
 type Target struct {
+	sqlplan.Ledger
 	pool *pgxpool.Pool
 }
 
@@ -48,7 +49,18 @@ func Open(ctx context.Context, url string) (*Target, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres %s: %v", Redact(url), redactErr(err, url))
 	}
-	return &Target{pool: pool}, nil
+	x := execer{pool}
+	return &Target{pool: pool, Ledger: sqlplan.Ledger{
+		D: dialect{}, X: x,
+		DescribeTable: func(ctx context.Context, table string) (idem.Schema, error) { return describe(ctx, x, table) },
+		Token: func(ctx context.Context, table string, part *idem.Partition) (string, error) {
+			return stateToken(ctx, x, table, part)
+		},
+		NoLedger: func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Code == "42P01"
+		},
+	}}, nil
 }
 
 // Pool exposes the connection pool for tests and the key store.
@@ -196,10 +208,6 @@ func describe(ctx context.Context, x execer, table string) (idem.Schema, error) 
 		return nil, fmt.Errorf("%q: %w", table, idem.ErrNoTable)
 	}
 	return s, nil
-}
-
-func (t *Target) Describe(ctx context.Context, table string) (idem.Schema, error) {
-	return describe(ctx, execer{t.pool}, table)
 }
 
 // Apply runs one load in one transaction on one connection. A client killed
@@ -497,36 +505,3 @@ func (x *tx) BeforeDelta(ctx context.Context, staged int64) error {
 
 func (x *tx) Commit(ctx context.Context) error   { return x.tx.Commit(ctx) }
 func (x *tx) Rollback(ctx context.Context) error { return x.tx.Rollback(ctx) }
-
-func (t *Target) LastRun(ctx context.Context, table, partition string) (*idem.Run, error) {
-	runs, err := t.Runs(ctx, idem.RunFilter{Table: table, Partition: partition, ExactPartition: true, Limit: 1})
-	if err != nil || len(runs) == 0 {
-		return nil, err
-	}
-	return &runs[0], nil
-}
-
-func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
-	return stateToken(ctx, execer{t.pool}, table, part)
-}
-
-func (t *Target) RecordSkip(ctx context.Context, r *idem.Run) error {
-	return sqlplan.InsertRun(ctx, dialect{}, execer{t.pool}, r)
-}
-
-func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
-	schema, err := t.Describe(ctx, table)
-	if err != nil {
-		return err
-	}
-	return sqlplan.Scan(ctx, dialect{}, execer{t.pool}, table, schema, part, fn)
-}
-
-func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error) {
-	runs, err := sqlplan.QueryRuns(ctx, dialect{}, execer{t.pool}, f)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "42P01" {
-		return nil, nil
-	}
-	return runs, err
-}

@@ -19,6 +19,7 @@ import (
 
 // Target is a SQLite database file.
 type Target struct {
+	sqlplan.Ledger
 	db   *sql.DB
 	path string
 }
@@ -45,7 +46,15 @@ func Open(ctx context.Context, path string) (*Target, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &Target{db: db, path: path}, nil
+	x := execer{db}
+	return &Target{db: db, path: path, Ledger: sqlplan.Ledger{
+		D: dialect{}, X: x,
+		DescribeTable: func(ctx context.Context, table string) (idem.Schema, error) { return describe(ctx, x, table) },
+		Token: func(ctx context.Context, table string, part *idem.Partition) (string, error) {
+			return stateToken(ctx, x, table, part)
+		},
+		NoLedger: func(err error) bool { return strings.Contains(err.Error(), "no such table") },
+	}}, nil
 }
 
 // DB exposes the handle for tests and the key store.
@@ -219,10 +228,6 @@ func describe(ctx context.Context, x execer, table string) (idem.Schema, error) 
 		return nil, fmt.Errorf("%q: %w", table, idem.ErrNoTable)
 	}
 	return s, nil
-}
-
-func (t *Target) Describe(ctx context.Context, table string) (idem.Schema, error) {
-	return describe(ctx, execer{t.db}, table)
 }
 
 // Apply runs one load on a dedicated connection in a BEGIN IMMEDIATE
@@ -404,36 +409,4 @@ func (x *tx) Rollback(ctx context.Context) error {
 		x.conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+x.stage)
 	}
 	return err
-}
-
-func (t *Target) LastRun(ctx context.Context, table, partition string) (*idem.Run, error) {
-	runs, err := t.Runs(ctx, idem.RunFilter{Table: table, Partition: partition, ExactPartition: true, Limit: 1})
-	if err != nil || len(runs) == 0 {
-		return nil, err
-	}
-	return &runs[0], nil
-}
-
-func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
-	return stateToken(ctx, execer{t.db}, table, part)
-}
-
-func (t *Target) RecordSkip(ctx context.Context, r *idem.Run) error {
-	return sqlplan.InsertRun(ctx, dialect{}, execer{t.db}, r)
-}
-
-func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
-	schema, err := t.Describe(ctx, table)
-	if err != nil {
-		return err
-	}
-	return sqlplan.Scan(ctx, dialect{}, execer{t.db}, table, schema, part, fn)
-}
-
-func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error) {
-	runs, err := sqlplan.QueryRuns(ctx, dialect{}, execer{t.db}, f)
-	if err != nil && strings.Contains(err.Error(), "no such table") {
-		return nil, nil
-	}
-	return runs, err
 }
