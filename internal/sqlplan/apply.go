@@ -48,6 +48,13 @@ type DeltaTuner interface {
 	BeforeDelta(ctx context.Context, stagedRows int64) error
 }
 
+// DirectTokener is implemented by backends that can state the token of a
+// scope whose every row this transaction wrote, without reading it (the
+// scope was empty and the rows were written directly).
+type DirectTokener interface {
+	DirectToken(ctx context.Context, rows int64) (string, error)
+}
+
 // Rows is the validated row stream a backend stages: the *idem.Input
 // itself, or the row digest's filter in front of it.
 type Rows interface {
@@ -244,7 +251,13 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 			return nil, fmt.Errorf("fingerprint: %w", err)
 		}
 	}
-	tok, err := tx.StateToken(ctx, plan.Table, plan.Partition)
+	var tok string
+	if dt, ok := tx.(DirectTokener); ok && st.Direct && !swap {
+		// Every row in scope was written by this transaction just now.
+		tok, err = dt.DirectToken(ctx, st.Rows)
+	} else {
+		tok, err = tx.StateToken(ctx, plan.Table, plan.Partition)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state token: %w", err)
 	}
