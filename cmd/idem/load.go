@@ -231,6 +231,7 @@ func runLoad(ctx context.Context, e *env, f *loadFlags, args []string) error {
 	// Open the input before the target so that bad input never touches it.
 	var rr idem.RecordReader
 	var digest string
+	var inputBytes int64
 	var closers []func()
 	defer func() {
 		for _, c := range closers {
@@ -290,6 +291,11 @@ func runLoad(ctx context.Context, e *env, f *loadFlags, args []string) error {
 		if digest, err = source.Digest(digestFiles); err != nil {
 			return err
 		}
+		for _, f := range digestFiles {
+			if st, err := os.Stat(f); err == nil {
+				inputBytes += st.Size()
+			}
+		}
 		opt := source.Options{Format: f.format, NoHeader: f.noHeader, Columns: splitList(f.columns), Null: f.null, HasNull: f.null != ""}
 		if rr, err = source.Open(files, stdin, opt); err != nil {
 			return err
@@ -306,7 +312,7 @@ func runLoad(ctx context.Context, e *env, f *loadFlags, args []string) error {
 	}
 	defer t.Close()
 	spec.RunID = newRunID(time.Now())
-	prog := newProgress(e.stderr, rr)
+	prog := newProgress(e.stderr, rr, inputBytes)
 	res, err := idem.Load(ctx, t, prog, spec)
 	prog.finish()
 	if err != nil {

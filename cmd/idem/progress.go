@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/idemhq/idem"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -22,7 +23,9 @@ type progress struct {
 	last  int64
 }
 
-func newProgress(w io.Writer, rr idem.RecordReader) *progress {
+// newProgress wraps rr; inputBytes is the size of the input files (0 when
+// unknown, as for a query), shown beside the row count and rate.
+func newProgress(w io.Writer, rr idem.RecordReader, inputBytes int64) *progress {
 	p := &progress{RecordReader: rr}
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
@@ -31,7 +34,7 @@ func newProgress(w io.Writer, rr idem.RecordReader) *progress {
 	p.timer = time.AfterFunc(time.Second, func() {
 		bar := progressbar.NewOptions64(-1,
 			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription("loading"),
+			progressbar.OptionSetDescription(describeInput(inputBytes)),
 			progressbar.OptionSetItsString("rows"),
 			progressbar.OptionShowIts(),
 			progressbar.OptionShowCount(),
@@ -67,4 +70,11 @@ func (p *progress) finish() {
 	if bar := p.bar.Load(); bar != nil {
 		_ = bar.Finish()
 	}
+}
+
+func describeInput(n int64) string {
+	if n <= 0 {
+		return "loading"
+	}
+	return "loading " + humanize.Bytes(uint64(n))
 }

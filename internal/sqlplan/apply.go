@@ -120,22 +120,19 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	plan.TableColumns = cur
 
+	// Only keyed loads need to know whether the scope is empty (then
+	// nothing can conflict and rows go straight in); keyless loads always
+	// swap their scope, and deleting from an empty one costs nothing.
+	keyed := len(plan.Key) > 0
 	emptyScope := false
-	if len(plan.Key) > 0 || plan.Partition == nil {
+	if keyed {
 		n, err := tableRows(ctx, pl)
-		if err != nil {
-			return nil, err
-		}
-		emptyScope = n == 0
-	} else {
-		n, err := pl.ScopeRows(ctx)
 		if err != nil {
 			return nil, err
 		}
 		emptyScope = n == 0
 	}
 
-	keyed := len(plan.Key) > 0
 	digestable := keyed && !plan.NoDigest && plan.Dedupe == idem.DedupeError && sameNames(cur, plan.Columns)
 	var old *digestEntries
 	if digestable && !emptyScope {
@@ -152,20 +149,22 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		defer g.Close()
 		rows = g
 	}
-	// A keyless load of a non-empty scope swaps it whole: delete, then
-	// write straight into the target. If the new rows turn out to be the
-	// old ones, the savepoint undoes the swap, so a forced rerun writes
-	// nothing and reports nothing changed.
-	swap := !keyed && !emptyScope
+	// A keyless load swaps its scope whole: delete, then write straight
+	// into the target. When idem loaded this scope before, the old content's
+	// fingerprint is known (from the ledger, or read back); if the new rows
+	// turn out to be the old ones, a savepoint undoes the swap, so a forced
+	// rerun writes nothing and reports nothing changed.
+	swap := !keyed
 	var swapOld idem.Fingerprint
 	swapComparable := false
 	var swapDeleted int64
 	if swap {
 		if sameNames(cur, plan.Columns) {
-			if swapOld, err = scopeFingerprint(ctx, d, tx, plan, cur); err != nil {
+			if swapOld, swapComparable, err = scopeFingerprint(ctx, d, tx, plan, cur); err != nil {
 				return nil, err
 			}
-			swapComparable = true
+		}
+		if swapComparable {
 			if _, err := tx.Exec(ctx, "SAVEPOINT idem_swap"); err != nil {
 				return nil, err
 			}
@@ -252,8 +251,9 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 	}
 	var tok string
-	if dt, ok := tx.(DirectTokener); ok && st.Direct && !swap {
-		// Every row in scope was written by this transaction just now.
+	if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable {
+		// Every row in scope was written by this transaction just now, in
+		// no savepoint.
 		tok, err = dt.DirectToken(ctx, st.Rows)
 	} else {
 		tok, err = tx.StateToken(ctx, plan.Table, plan.Partition)
@@ -298,24 +298,27 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	return res, nil
 }
 
-// scopeFingerprint is the fingerprint of the load's scope now: the last
-// run's output fingerprint when the state token proves nothing changed
-// since, otherwise read back.
-func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur idem.Schema) (idem.Fingerprint, error) {
+// scopeFingerprint is the fingerprint of the load's scope as idem's last
+// load of it left it: the ledger's output fingerprint when the state token
+// proves nothing changed since, otherwise read back. ok is false when idem
+// never loaded this scope (then there is no rerun to recognise).
+func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur idem.Schema) (fp idem.Fingerprint, ok bool, err error) {
 	runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: p.Table, Partition: p.Partition.String(), ExactPartition: true, Limit: 1})
-	if err != nil {
-		return idem.Fingerprint{}, err
+	if err != nil || len(runs) == 0 {
+		return fp, false, err
 	}
-	if len(runs) == 1 && runs[0].StateToken != "" && runs[0].OutputFingerprint != "" {
+	if runs[0].StateToken != "" && runs[0].OutputFingerprint != "" {
 		tok, err := tx.StateToken(ctx, p.Table, p.Partition)
 		if err != nil {
-			return idem.Fingerprint{}, err
+			return fp, false, err
 		}
 		if tok == runs[0].StateToken {
-			return idem.ParseFingerprint(runs[0].OutputFingerprint, runs[0].OutputRows)
+			fp, err = idem.ParseFingerprint(runs[0].OutputFingerprint, runs[0].OutputRows)
+			return fp, err == nil, err
 		}
 	}
-	return fingerprint(ctx, d, tx, p.Table, cur, p.Partition)
+	fp, err = fingerprint(ctx, d, tx, p.Table, cur, p.Partition)
+	return fp, err == nil, err
 }
 
 func scopeLabel(p *idem.Plan) string {

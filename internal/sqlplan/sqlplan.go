@@ -381,17 +381,3 @@ func isKey(keys []string, name string) bool {
 	}
 	return false
 }
-
-// ScopeRows counts the rows the load owns right now.
-func (p *Planner) ScopeRows(ctx context.Context) (int64, error) {
-	where, args := p.scope("")
-	if where != "" {
-		where = " WHERE " + where
-	}
-	var n int64
-	err := p.X.Query(ctx, "SELECT count(*) FROM "+p.table()+where, args, func(v []any) error {
-		n = toInt(v[0])
-		return nil
-	})
-	return n, err
-}
