@@ -321,13 +321,10 @@ func fastPath(ctx context.Context, t Target, spec *LoadSpec, started time.Time) 
 	if err != nil || last == nil || last.InputDigest != spec.InputDigest || last.StateToken == "" {
 		return nil, err
 	}
-	var p *Partition
-	if spec.Partition != nil {
-		// The ledger stores the canonical partition label; the token is
-		// computed against the same value the last run wrote.
-		p = spec.Partition
-	}
-	tok, err := t.StateToken(ctx, spec.Table, p)
+	// The partition value is still as the user wrote it; a non-canonical
+	// spelling (say 2024-1-5) finds no ledger row above and so only misses
+	// the fast path.
+	tok, err := t.StateToken(ctx, spec.Table, spec.Partition)
 	if err != nil {
 		if errors.Is(err, ErrNoTable) {
 			return nil, nil
