@@ -62,22 +62,10 @@ func Canon(t Type, s string) (string, error) {
 // common case, so it is returned as is without parsing into time.Time or
 // rebuilding strings: they decide the load's CPU cost per value.
 
-// isCanonInteger: an optional "-", then digits without a leading zero, and
-// short enough to be inside int64 whatever the digits.
+// isCanonInteger: a canonical integer short enough to be inside int64
+// whatever its digits.
 func isCanonInteger(s string) bool {
-	d := s
-	if len(d) > 0 && d[0] == '-' {
-		d = d[1:]
-	}
-	if len(d) == 0 || len(d) > 18 || (d[0] == '0' && (len(d) > 1 || len(s) > 1)) {
-		return false
-	}
-	for i := 0; i < len(d); i++ {
-		if d[i] < '0' || d[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return len(strings.TrimPrefix(s, "-")) <= 18 && isCanonIntDigits(s)
 }
 
 // isCanonNumeric: a canonical integer part, optionally "." and digits not

@@ -371,6 +371,11 @@ func (x *tx) StateToken(ctx context.Context, table string, part *idem.Partition)
 	return stateToken(ctx, x.x, table, part)
 }
 
+// TokenOf spells a fingerprint as a state token.
+func (x *tx) TokenOf(fp idem.Fingerprint) string { return tokenOf(fp) }
+
+func tokenOf(fp idem.Fingerprint) string { return strconv.FormatInt(fp.Rows, 10) + ":" + fp.Hex() }
+
 func stateToken(ctx context.Context, x execer, table string, part *idem.Partition) (string, error) {
 	schema, err := describe(ctx, x, table)
 	if err != nil {
@@ -385,7 +390,7 @@ func stateToken(ctx context.Context, x execer, table string, part *idem.Partitio
 	if err != nil {
 		return "", err
 	}
-	return strconv.FormatInt(fp.Rows, 10) + ":" + fp.Hex(), nil
+	return tokenOf(fp), nil
 }
 
 func (x *tx) Commit(ctx context.Context) error {

@@ -55,6 +55,12 @@ type DirectTokener interface {
 	DirectToken(ctx context.Context, rows int64) (string, error)
 }
 
+// FingerprintTokener is implemented by backends whose state token is the
+// scope's content fingerprint (SQLite): the load has just computed it.
+type FingerprintTokener interface {
+	TokenOf(fp idem.Fingerprint) string
+}
+
 // Rows is the validated row stream a backend stages: the *idem.Input
 // itself, or the row digest's filter in front of it.
 type Rows interface {
@@ -251,7 +257,10 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 	}
 	var tok string
-	if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable {
+	if ft, ok := tx.(FingerprintTokener); ok {
+		// The backend's token is the scope's fingerprint, just computed.
+		tok = ft.TokenOf(outFP)
+	} else if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable {
 		// Every row in scope was written by this transaction just now, in
 		// no savepoint.
 		tok, err = dt.DirectToken(ctx, st.Rows)
