@@ -47,14 +47,6 @@ func (f *Fingerprint) Sub(h RowHash) {
 	f.Rows--
 }
 
-// Merge adds every row of g.
-func (f *Fingerprint) Merge(g Fingerprint) {
-	var c uint64
-	f.lo, c = bits.Add64(f.lo, g.lo, 0)
-	f.hi, _ = bits.Add64(f.hi, g.hi, c)
-	f.Rows += g.Rows
-}
-
 // Hex renders the 128-bit sum.
 func (f Fingerprint) Hex() string {
 	var b [16]byte

@@ -252,20 +252,17 @@ type Target interface {
 	Close() error
 }
 
-// Plan is a LoadSpec resolved against the target: final column types, what
-// to create or add.
+// Plan is a LoadSpec resolved against the target: the final type of every
+// column written. What to create or add to the table is decided again
+// under the load's lock, since a concurrent load may have done it.
 type Plan struct {
 	LoadSpec
 	// Columns being written, in input order; Key and Partition columns
 	// are among them.
 	Columns Schema
-	// TableColumns is the full column list of the table after the load
-	// (existing columns plus added ones).
-	TableColumns Schema
-	Exists       bool   // the table existed before
-	AddColumns   Schema // --evolve: columns to add
-	KeyIdx       []int  // positions of the key columns in Columns
-	started      time.Time
+	Exists  bool  // the table existed when the load was planned
+	KeyIdx  []int // positions of the key columns in Columns
+	started time.Time
 }
 
 // FingerprintOf computes the canonical fingerprint of a table or partition
@@ -442,22 +439,18 @@ func prepare(ctx context.Context, t Target, rr RecordReader, spec LoadSpec) (*Pl
 		plan := &Plan{LoadSpec: spec, Exists: exists}
 		for i, n := range names {
 			typ := types[i]
-			if exists {
-				if j := existing.Index(n); j >= 0 {
-					typ = existing[j].Type
-				} else {
-					plan.AddColumns = append(plan.AddColumns, Column{n, typ})
-				}
+			if j := existing.Index(n); j >= 0 {
+				typ = existing[j].Type
 			}
 			plan.Columns = append(plan.Columns, Column{n, typ})
 		}
-		return finishPlan(plan, existing, rr, sample, samplePos, extra, partFromInput)
+		return finishPlan(plan, rr, sample, samplePos, extra, partFromInput)
 	}
 	plan := &Plan{LoadSpec: spec, Exists: true}
 	for _, n := range names {
 		plan.Columns = append(plan.Columns, existing[existing.Index(n)])
 	}
-	return finishPlan(plan, existing, rr, nil, nil, extra, partFromInput)
+	return finishPlan(plan, rr, nil, nil, extra, partFromInput)
 }
 
 func stampNames(s []Stamp) []string {
@@ -468,12 +461,7 @@ func stampNames(s []Stamp) []string {
 	return out
 }
 
-func finishPlan(plan *Plan, existing Schema, rr RecordReader, sample [][]Value, samplePos []Pos, extra []Stamp, partFromInput bool) (*Plan, *Input, error) {
-	plan.TableColumns = append(Schema{}, existing...)
-	plan.TableColumns = append(plan.TableColumns, plan.AddColumns...)
-	if !plan.Exists {
-		plan.TableColumns = plan.Columns
-	}
+func finishPlan(plan *Plan, rr RecordReader, sample [][]Value, samplePos []Pos, extra []Stamp, partFromInput bool) (*Plan, *Input, error) {
 	for _, k := range plan.Key {
 		plan.KeyIdx = append(plan.KeyIdx, plan.Columns.Index(k))
 	}

@@ -1,9 +1,6 @@
 package idem
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // Type is the logical type of a column. idem knows a small set of types that
 // every backend can store exactly; it maps each to the backend's own type
@@ -26,16 +23,6 @@ func (t Type) String() string {
 		return typeNames[t]
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
-}
-
-// ParseType is the inverse of Type.String.
-func ParseType(s string) (Type, error) {
-	for i, n := range typeNames {
-		if strings.EqualFold(s, n) {
-			return Type(i), nil
-		}
-	}
-	return 0, BadInput("unknown type %q", s)
 }
 
 // Column is one named, typed column.

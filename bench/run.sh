@@ -180,21 +180,16 @@ compare_tables "after b (original data)"
 settle orders orders_idem
 
 # ---------------------------------------------------------------- c, d, e
-say "c. identical rerun, upsert"
-time_idem c "$ORIG" --to "$URL" --table orders_idem --key order_id --strategy upsert
-settle orders_idem
-
-say "merge, first run on the same data (another strategy, so not a rerun: no fast path)"
-time_idem m "$ORIG" --to "$URL" --table orders_idem --key order_id --strategy merge
-settle orders_idem
-
-say "d. identical rerun, merge"
-time_idem d "$ORIG" --to "$URL" --table orders_idem --key order_id --strategy merge
-settle orders_idem
-
-say "e. 1%-changed file, merge (the table holds the original)"
-time_idem e "$CHANGED" --to "$URL" --table orders_idem --key order_id --strategy merge
-settle orders_idem
+# idem_step KEY "LABEL" FILE STRATEGY: one timed idem load of orders_idem.
+idem_step() {
+	say "$2"
+	time_idem "$1" "$3" --to "$URL" --table orders_idem --key order_id --strategy "$4"
+	settle orders_idem
+}
+idem_step c "c. identical rerun, upsert" "$ORIG" upsert
+idem_step m "merge, first run on the same data (another strategy, so not a rerun: no fast path)" "$ORIG" merge
+idem_step d "d. identical rerun, merge" "$ORIG" merge
+idem_step e "e. 1%-changed file, merge (the table holds the original)" "$CHANGED" merge
 
 # ---------------------------------------------------------------- f
 # Both tables now get the changed data (psql: untimed reload), then both

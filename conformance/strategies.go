@@ -140,7 +140,7 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 			if r.Fast || r.Inserted+r.Updated+r.Deleted != 0 || fp(t, tg, table, nil) != after1 {
 				t.Fatalf("forced rerun: fast=%v %+v", r.Fast, got(r))
 			}
-			if r.OutputFingerprint != scopeFP(t, tg, table, sp.Partition).Hex() {
+			if r.OutputFingerprint != fp(t, tg, table, sp.Partition).Hex() {
 				t.Fatalf("output_fingerprint %s does not match the scope's", r.OutputFingerprint)
 			}
 
@@ -157,7 +157,7 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 			if want, have := expectFP(t, schema, tc.end), fp(t, tg, table, nil); want != have {
 				t.Fatalf("end state differs from SPEC.md's:\nhave %v\nrows %v", have, rowsOf(t, tg, table))
 			}
-			if r.OutputFingerprint != scopeFP(t, tg, table, sp.Partition).Hex() {
+			if r.OutputFingerprint != fp(t, tg, table, sp.Partition).Hex() {
 				t.Fatalf("output_fingerprint %s does not match the scope's", r.OutputFingerprint)
 			}
 			// The ledger's state token is what the fast path and the row
@@ -216,9 +216,4 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 			t.Fatalf("composite upsert: %+v", got(r))
 		}
 	})
-}
-
-// scopeFP fingerprints what a load owns: its partition, or the table.
-func scopeFP(t *testing.T, tg idem.Target, table string, p *idem.Partition) idem.Fingerprint {
-	return fp(t, tg, table, p)
 }

@@ -36,18 +36,18 @@ var _ idem.Target = (*Target)(nil)
 func Open(ctx context.Context, url string) (*Target, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, idem.BadInput("postgres URL %s: %v", Redact(url), redactErr(err, url))
+		return nil, idem.BadInput("postgres URL %s: %v", idem.RedactURL(url), redactErr(err, url))
 	}
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO, YMD"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "idem"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres %s: %v", Redact(url), redactErr(err, url))
+		return nil, fmt.Errorf("postgres %s: %v", idem.RedactURL(url), redactErr(err, url))
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres %s: %v", Redact(url), redactErr(err, url))
+		return nil, fmt.Errorf("postgres %s: %v", idem.RedactURL(url), redactErr(err, url))
 	}
 	x := execer{pool}
 	return &Target{pool: pool, Ledger: sqlplan.Ledger{
@@ -68,15 +68,8 @@ func (t *Target) Pool() *pgxpool.Pool { return t.pool }
 
 func (t *Target) Close() error { t.pool.Close(); return nil }
 
-// Redact hides the password of a URL for messages.
-func Redact(url string) string {
-	cfg, err := pgconn.ParseConfig(url)
-	if err != nil || cfg.Password == "" {
-		return url
-	}
-	return strings.Replace(url, ":"+cfg.Password+"@", ":***@", 1)
-}
-
+// redactErr scrubs the password out of a driver error's text, which may
+// quote the connection string.
 func redactErr(err error, url string) string {
 	s := err.Error()
 	if cfg, perr := pgconn.ParseConfig(url); perr == nil && cfg.Password != "" {

@@ -250,7 +250,7 @@ func runLoad(ctx context.Context, e *env, f *loadFlags, args []string) error {
 		closers = append(closers, func() { src.Close() })
 		qs, ok := src.(queryable)
 		if !ok {
-			return idem.BadInput("--from %s cannot run queries", redact(f.from))
+			return idem.BadInput("--from %s cannot run queries", idem.RedactURL(f.from))
 		}
 		if rr, err = qs.Query(ctx, q); err != nil {
 			return err

@@ -124,7 +124,6 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 		cur = append(cur, add...)
 	}
-	plan.TableColumns = cur
 
 	// Only keyed loads need to know whether the scope is empty (then
 	// nothing can conflict and rows go straight in); keyless loads always
