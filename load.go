@@ -265,21 +265,6 @@ type Plan struct {
 	started time.Time
 }
 
-// FingerprintOf computes the canonical fingerprint of a table or partition
-// by reading it back through Scan.
-func FingerprintOf(ctx context.Context, t Target, table string, part *Partition, exclude ...string) (Fingerprint, error) {
-	var fp Fingerprint
-	var h *RowHasher
-	err := t.Scan(ctx, table, part, func(s Schema, r Row) error {
-		if h == nil {
-			h = NewRowHasher(s, exclude...)
-		}
-		fp.Add(h.Hash(r))
-		return nil
-	})
-	return fp, err
-}
-
 // Load plans and applies one load: the fast path for an identical rerun,
 // type inference, validation, then the target's transaction.
 func Load(ctx context.Context, t Target, rr RecordReader, spec LoadSpec) (*Result, error) {

@@ -355,25 +355,34 @@ func tableRows(ctx context.Context, p *Planner) (int64, error) {
 	return n, err
 }
 
-// Scan reads a table or partition back in canonical form.
-func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
+// ScanQuery is the SELECT that reads a table or partition back, one
+// expression per column of schema, with the partition value bound.
+func ScanQuery(d Backend, table string, schema idem.Schema, part *idem.Partition) (string, []any, error) {
 	exprs := make([]string, len(schema))
 	for i, c := range schema {
 		exprs[i] = d.SelectExpr(d.Quote(c.Name), c.Type)
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), d.Quote(table))
-	var args []any
-	if part != nil {
-		j := schema.Index(part.Column)
-		if j < 0 {
-			return idem.BadInput("table %q has no column %q to partition by", table, part.Column)
-		}
-		v, err := idem.Canon(schema[j].Type, part.Value)
-		if err != nil {
-			return idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
-		}
-		q += " WHERE " + d.Quote(part.Column) + " = " + d.Placeholder(1)
-		args = append(args, d.Bind(schema[j].Type, idem.V(v)))
+	if part == nil {
+		return q, nil, nil
+	}
+	j := schema.Index(part.Column)
+	if j < 0 {
+		return "", nil, idem.BadInput("table %q has no column %q to partition by", table, part.Column)
+	}
+	v, err := idem.Canon(schema[j].Type, part.Value)
+	if err != nil {
+		return "", nil, idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+	}
+	q += " WHERE " + d.Quote(part.Column) + " = " + d.Placeholder(1)
+	return q, []any{d.Bind(schema[j].Type, idem.V(v))}, nil
+}
+
+// Scan reads a table or partition back in canonical form.
+func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
+	q, args, err := ScanQuery(d, table, schema, part)
+	if err != nil {
+		return err
 	}
 	row := make(idem.Row, len(schema))
 	return x.Query(ctx, q, args, func(vals []any) error {
