@@ -133,4 +133,3 @@ func (t *Target) emit(b *scanBatch, schema idem.Schema, table string, row idem.R
 	}
 	return nil
 }
-
