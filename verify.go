@@ -56,15 +56,19 @@ type Kill struct {
 // CommandFailed is a run of the command under test that exited non-zero
 // on its own: the job is broken, which is not an idempotency verdict.
 type CommandFailed struct {
-	Run  string
-	Code int
-	Err  error
+	Run    string
+	Status int // the command's exit status, -1 when it died of a signal
+	Err    error
 }
 
 func (e *CommandFailed) Error() string {
-	return fmt.Sprintf("%s: the command failed (exit status %d); fix the job first, verify compares only successful runs", e.Run, e.Code)
+	return fmt.Sprintf("%s: the command failed (exit status %d); fix the job first, verify compares only successful runs", e.Run, e.Status)
 }
 func (e *CommandFailed) Unwrap() error { return e.Err }
+
+// ExitCode is verify's, not the command's: the wrapped exec error would
+// otherwise pass the job's own status through.
+func (e *CommandFailed) ExitCode() int { return ExitFailed }
 
 // Verify runs the spec. A difference is not an error: it is reported with
 // Identical false and the diff of the first two states that differed.
@@ -208,7 +212,7 @@ func runToEnd(ctx context.Context, spec VerifySpec, label string) (time.Duration
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		}
-		return 0, &CommandFailed{Run: label, Code: code, Err: err}
+		return 0, &CommandFailed{Run: label, Status: code, Err: err}
 	}
 	return took, nil
 }
@@ -236,7 +240,7 @@ func runAndKill(ctx context.Context, spec VerifySpec, label string, at time.Dura
 			if errors.As(err, &ee) {
 				code = ee.ExitCode()
 			}
-			return false, &CommandFailed{Run: label + " (finished before the kill)", Code: code, Err: err}
+			return false, &CommandFailed{Run: label + " (finished before the kill)", Status: code, Err: err}
 		}
 		return false, nil
 	case <-timer.C:

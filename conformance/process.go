@@ -90,6 +90,80 @@ func testProcess(t *testing.T, b Backend) {
 	t.Run("ExitCodes", func(t *testing.T) { testExitCodes(t, b) })
 	t.Run("Crash", func(t *testing.T) { testCrash(t, b) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, b) })
+	t.Run("Verify", func(t *testing.T) { testVerify(t, b) })
+}
+
+// testVerify: `idem verify --crash 5 -- idem load …` passes for every
+// strategy. --force makes every run rewrite the table instead of taking the
+// rerun fast path, so the kills land in real writes.
+func testVerify(t *testing.T, b Backend) {
+	if testing.Short() {
+		t.Skip("verify with crashes is long; run without -short")
+	}
+	data := ordersCSV(t, 20000, 0)
+	for _, st := range []struct {
+		strategy string
+		extra    []string
+	}{
+		{"upsert", []string{"--key", "order_id"}},
+		{"insert-missing", []string{"--key", "order_id"}},
+		{"merge", []string{"--key", "order_id"}},
+		{"replace", nil},
+		{"replace-partition", []string{"--partition", "order_date=2024-01-05"}},
+	} {
+		t.Run(st.strategy, func(t *testing.T) {
+			_, url := open(t, b)
+			in := data
+			scope := []string{}
+			if st.strategy == "replace-partition" {
+				in = partitionRows(t, data, "2024-01-05")
+				scope = []string{"--partition", "order_date=2024-01-05"}
+			}
+			load := append([]string{Binary(t), "load", in, "--to", url, "--table", "orders", "--strategy", st.strategy, "--force"}, st.extra...)
+			args := append([]string{"verify", "--to", url, "--table", "orders", "--key", "order_id", "--crash", "5", "--seed", "42", "--json"}, scope...)
+			r := RunCLI(t, append(append(args, "--"), load...)...)
+			if r.Code != 0 {
+				t.Fatalf("verify exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+			}
+			var rep idem.VerifyReport
+			if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+				t.Fatalf("verify --json: %v\n%s", err, r.Stdout)
+			}
+			want := int64(20000)
+			if st.strategy == "replace-partition" {
+				want = 20000 / 28
+			}
+			if !rep.Identical || len(rep.Kills) != 5 || len(rep.Fingerprints) != 7 || rep.Rows[0] < want {
+				t.Fatalf("report: %+v", rep)
+			}
+			killed := 0
+			for _, k := range rep.Kills {
+				if k.Killed {
+					killed++
+				}
+			}
+			if killed < 3 {
+				t.Fatalf("only %d of 5 runs were killed before they finished: %+v", killed, rep.Kills)
+			}
+		})
+	}
+}
+
+// partitionRows keeps the header and the rows of one order_date.
+func partitionRows(t *testing.T, path, day string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	out := []string{lines[0]}
+	for _, l := range lines[1:] {
+		if strings.Contains(l, ","+day+",") {
+			out = append(out, l)
+		}
+	}
+	return writeFile(t, "part-"+day+".csv", strings.Join(out, "\n")+"\n")
 }
 
 func testExitCodes(t *testing.T, b Backend) {
