@@ -2,63 +2,56 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/internal/sqlplan"
 )
 
-// scanBatchRows is how many rows the reader hands over at a time: big
-// enough that the channel and the one string allocation per batch vanish
-// in the per-row cost, small enough to keep memory flat.
-const scanBatchRows = 2048
-
-// scanBatch holds the raw text of scanBatchRows rows: all values back to
-// back in buf, and per value its end offset in ends (-1 for NULL).
-type scanBatch struct {
-	buf  []byte
-	ends []int
-	rows int
-}
+// scanBatchBytes is how much COPY text the reader hands over at a time: big
+// enough that the channel and the one string allocation per batch vanish in
+// the per-row cost, small enough to keep memory flat.
+const scanBatchBytes = 256 << 10
 
 // Scan streams a table or partition in canonical form. It replaces the
 // shared row-at-a-time read because checksum, verify and diff read whole
-// tables and should cost about what psql's \copy does: a reader goroutine
-// copies raw values into batches while the caller canonicalises and hashes
-// the previous one, and each batch becomes a single string that the values
-// slice (one allocation per batch, not per value).
+// tables and should cost about what psql's \copy does: the rows come by
+// COPY TO STDOUT (the server's cheapest way out), a reader goroutine only
+// collects the raw text into batches, and the caller parses, canonicalises
+// and hashes the previous batch meanwhile. Each batch becomes one string
+// that the values slice, so there is no allocation per value.
 func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
 	schema, err := t.Describe(ctx, table)
 	if err != nil {
 		return err
 	}
-	q, args, err := sqlplan.ScanQuery(dialect{}, table, schema, part)
+	q, err := copyOutSQL(table, schema, part)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	full := make(chan *scanBatch, 2)
-	free := make(chan *scanBatch, 3)
+	full := make(chan []byte, 2)
+	free := make(chan []byte, 3)
 	for range 3 {
-		free <- &scanBatch{}
+		free <- make([]byte, 0, scanBatchBytes+64<<10)
 	}
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(full)
-		readErr <- t.readBatches(ctx, q, args, len(schema), full, free)
+		readErr <- t.copyOut(ctx, q, full, free)
 	}()
 
-	row := make(idem.Row, len(schema))
+	p := &textRows{schema: schema, table: table, row: make(idem.Row, len(schema)), fn: fn}
 	var fnErr error
 	for b := range full {
 		if fnErr == nil {
-			fnErr = t.emit(b, schema, table, row, fn)
-			if fnErr != nil {
+			if fnErr = p.batch(b); fnErr != nil {
 				cancel() // stop the reader; drain what it already sent
 			}
 		}
-		free <- b
+		free <- b[:0]
 	}
 	if fnErr != nil {
 		return fnErr
@@ -66,70 +59,156 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 	return <-readErr
 }
 
-func (t *Target) readBatches(ctx context.Context, q string, args []any, ncol int, full, free chan *scanBatch) error {
-	rows, err := t.pool.Query(ctx, q, args...)
+// copyOutSQL selects every column as text. COPY takes no bind parameters,
+// so the partition value goes in as a literal: it is canonical for its type
+// first (digits, dates and timestamps carry no quote), and text is written
+// as an E'' string with backslashes and quotes escaped, which is safe
+// whatever standard_conforming_strings says; canonical text has no NUL.
+func copyOutSQL(table string, schema idem.Schema, part *idem.Partition) (string, error) {
+	d := dialect{}
+	cols := make([]string, len(schema))
+	for i, c := range schema {
+		cols[i] = d.Quote(c.Name)
+	}
+	if part == nil {
+		return fmt.Sprintf("COPY %s (%s) TO STDOUT", d.Quote(table), strings.Join(cols, ", ")), nil
+	}
+	j := schema.Index(part.Column)
+	if j < 0 {
+		return "", idem.BadInput("table %q has no column %q to partition by", table, part.Column)
+	}
+	v, err := idem.Canon(schema[j].Type, part.Value)
+	if err != nil {
+		return "", idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+	}
+	// An untyped literal takes the column's type, as a bound value would.
+	lit := "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
+	return fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT",
+		strings.Join(cols, ", "), d.Quote(table), d.Quote(part.Column), lit), nil
+}
+
+// batchWriter receives COPY data (whole rows per message) and passes on
+// batches of about scanBatchBytes.
+type batchWriter struct {
+	ctx  context.Context
+	cur  []byte
+	full chan<- []byte
+	free <-chan []byte
+}
+
+func (w *batchWriter) Write(p []byte) (int, error) {
+	if w.cur == nil {
+		select {
+		case w.cur = <-w.free:
+		case <-w.ctx.Done():
+			return 0, w.ctx.Err()
+		}
+	}
+	w.cur = append(w.cur, p...)
+	if len(w.cur) >= scanBatchBytes && w.cur[len(w.cur)-1] == '\n' {
+		w.full <- w.cur
+		w.cur = nil
+	}
+	return len(p), nil
+}
+
+func (t *Target) copyOut(ctx context.Context, q string, full chan<- []byte, free <-chan []byte) error {
+	conn, err := t.pool.Acquire(ctx)
 	if err != nil {
 		return wrapErr(err)
 	}
-	defer rows.Close()
-	var b *scanBatch
-	for rows.Next() {
-		if b == nil {
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			b.buf, b.ends, b.rows = b.buf[:0], b.ends[:0], 0
-		}
-		raw := rows.RawValues()
-		if len(raw) != ncol {
-			return fmt.Errorf("scan: got %d values, want %d", len(raw), ncol)
-		}
-		for _, v := range raw {
-			if v == nil {
-				b.ends = append(b.ends, -1)
-				continue
-			}
-			b.buf = append(b.buf, v...)
-			b.ends = append(b.ends, len(b.buf))
-		}
-		b.rows++
-		if b.rows == scanBatchRows {
-			full <- b
-			b = nil
-		}
-	}
-	if err := rows.Err(); err != nil {
+	defer conn.Release()
+	w := &batchWriter{ctx: ctx, full: full, free: free}
+	if _, err := conn.Conn().PgConn().CopyTo(ctx, w, q); err != nil {
 		return wrapErr(err)
 	}
-	if b != nil && b.rows > 0 {
-		full <- b
+	if len(w.cur) > 0 {
+		full <- w.cur
 	}
 	return nil
 }
 
-func (t *Target) emit(b *scanBatch, schema idem.Schema, table string, row idem.Row, fn func(idem.Schema, idem.Row) error) error {
-	s := string(b.buf)
-	k, start := 0, 0
-	for range b.rows {
-		for i := range row {
-			end := b.ends[k]
-			k++
-			if end < 0 {
-				row[i] = idem.Null
+// textRows parses COPY's text format: columns separated by tabs, rows by
+// newlines, \N for NULL, and backslash escapes for the characters that
+// would break that framing.
+type textRows struct {
+	schema idem.Schema
+	table  string
+	row    idem.Row
+	fn     func(idem.Schema, idem.Row) error
+	unesc  []byte
+}
+
+var errCopyFormat = errors.New("malformed COPY data from the server")
+
+func (p *textRows) batch(b []byte) error {
+	s := string(b) // one allocation per batch; values are slices of it
+	for len(s) > 0 {
+		nl := strings.IndexByte(s, '\n')
+		if nl < 0 {
+			return errCopyFormat
+		}
+		line := s[:nl]
+		s = s[nl+1:]
+		for i := range p.row {
+			var field string
+			if i == len(p.row)-1 {
+				field, line = line, ""
+			} else {
+				tab := strings.IndexByte(line, '\t')
+				if tab < 0 {
+					return errCopyFormat
+				}
+				field, line = line[:tab], line[tab+1:]
+			}
+			if field == `\N` {
+				p.row[i] = idem.Null
 				continue
 			}
-			c, err := idem.Canon(schema[i].Type, s[start:end])
-			if err != nil {
-				return fmt.Errorf("table %q column %q: stored value %q %w", table, schema[i].Name, s[start:end], err)
+			if strings.IndexByte(field, '\\') >= 0 {
+				field = p.unescape(field)
 			}
-			row[i] = idem.V(c)
-			start = end
+			c, err := idem.Canon(p.schema[i].Type, field)
+			if err != nil {
+				return fmt.Errorf("table %q column %q: stored value %q %w", p.table, p.schema[i].Name, field, err)
+			}
+			p.row[i] = idem.V(c)
 		}
-		if err := fn(schema, row); err != nil {
+		if err := p.fn(p.schema, p.row); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unescape undoes COPY TO's escapes (it writes only \\, \b, \f, \n, \r,
+// \t and \v).
+func (p *textRows) unescape(f string) string {
+	u := p.unesc[:0]
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c != '\\' || i+1 == len(f) {
+			u = append(u, c)
+			continue
+		}
+		i++
+		switch f[i] {
+		case 'b':
+			u = append(u, '\b')
+		case 'f':
+			u = append(u, '\f')
+		case 'n':
+			u = append(u, '\n')
+		case 'r':
+			u = append(u, '\r')
+		case 't':
+			u = append(u, '\t')
+		case 'v':
+			u = append(u, '\v')
+		default:
+			u = append(u, f[i])
+		}
+	}
+	p.unesc = u
+	return string(u)
 }
