@@ -62,7 +62,7 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 // copyOutSQL selects every column as text. COPY takes no bind parameters,
 // so the partition value goes in as a literal: it is canonical for its type
 // first (digits, dates and timestamps carry no quote), and text is written
-// as an E” string with backslashes and quotes escaped, which is safe
+// as an E-prefixed string with backslashes and quotes escaped, safe
 // whatever standard_conforming_strings says; canonical text has no NUL.
 func copyOutSQL(table string, schema idem.Schema, part *idem.Partition) (string, error) {
 	d := dialect{}
