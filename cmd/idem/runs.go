@@ -35,6 +35,17 @@ scope whose state token moved; --no-check skips it.`,
 			if err != nil {
 				return err
 			}
+			if len(runs) == 0 && table != "" {
+				// No runs may be a typo: a table that neither exists nor
+				// was ever loaded is bad input, named, not an empty list.
+				part, err := parseOptionalPartition(partition)
+				if err != nil {
+					return err
+				}
+				if _, err := idem.CheckScope(cmd.Context(), t, table, part, nil); err != nil {
+					return err
+				}
+			}
 			content := make([]string, len(runs))
 			if !noCheck {
 				if content, err = idem.Drift(cmd.Context(), t, runs); err != nil {

@@ -81,3 +81,21 @@ func TestRunsContent(t *testing.T) {
 		t.Fatalf("--no-check: %d %s", code, out)
 	}
 }
+
+func TestRunsUnknownTable(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.csv", "id,v\n1,x\n")
+	if code, _, errs := runIn(t, dir, "", "load", "a.csv", "--table", "t", "--key", "id"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, errs := runIn(t, dir, "", "runs", "--table", "nope"); code != 2 || !strings.Contains(errs, `"nope"`) {
+		t.Errorf("unknown table: exit %d %s", code, errs)
+	}
+	if code, _, errs := runIn(t, dir, "", "runs", "--table", "t", "--partition", "zz=1"); code != 2 || !strings.Contains(errs, `"zz"`) {
+		t.Errorf("unknown partition column: exit %d %s", code, errs)
+	}
+	// A partition never loaded, of a real column: an empty list, not an error.
+	if code, out, errs := runIn(t, dir, "", "runs", "--table", "t", "--partition", "v=y", "--json"); code != 0 || out != "" {
+		t.Errorf("partition without runs: exit %d %q %s", code, out, errs)
+	}
+}
