@@ -35,6 +35,9 @@ type VerifyReport struct {
 	Crashes      int      `json:"crashes"`
 	Identical    bool     `json:"identical"`
 	Fingerprints []string `json:"fingerprints"`
+	// Labels and Rows go with Fingerprints: which run each is from
+	// ("run 2", "rerun after kill 1 at 40ms") and its row count.
+	Labels       []string `json:"labels"`
 	Rows         []int64  `json:"rows"`
 	Seed         uint64   `json:"seed"`
 	CleanSeconds float64  `json:"clean_seconds"`
@@ -112,6 +115,7 @@ func Verify(ctx context.Context, t Target, spec VerifySpec) (*VerifyReport, erro
 		fp = s.FP.Hex()
 		if record {
 			rep.Fingerprints = append(rep.Fingerprints, fp)
+			rep.Labels = append(rep.Labels, label)
 			rep.Rows = append(rep.Rows, s.FP.Rows)
 		}
 		if ref == nil {

@@ -102,7 +102,7 @@ not as a difference.`,
 func printVerify(e *env, rep *idem.VerifyReport) {
 	w := e.stdout
 	for i, fp := range rep.Fingerprints {
-		fmt.Fprintf(w, "fingerprint %d: rows=%d fingerprint=%s\n", i+1, rep.Rows[i], fp)
+		fmt.Fprintf(w, "%s: rows=%d fingerprint=%s\n", rep.Labels[i], rep.Rows[i], fp)
 	}
 	for i, k := range rep.Kills {
 		how := "killed"
