@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,6 +55,7 @@ type Snapshot struct {
 	dir      string
 	spooled  bool
 	scratch  []byte
+	keyBuf   []byte
 	closeErr error
 }
 
@@ -137,11 +137,14 @@ func (s *Snapshot) segment(r Row, rh RowHash) int {
 	if len(s.key) == 0 {
 		return int(rh.Hi % snapSegments)
 	}
-	f := fnv.New64a()
-	var b []byte
-	b = appendKey(b, r, s.key)
-	f.Write(b)
-	return int(f.Sum64() % snapSegments)
+	s.keyBuf = appendKey(s.keyBuf[:0], r, s.key)
+	// FNV-1a, inline: hash/fnv would allocate a hasher per row.
+	h := uint64(14695981039346656037)
+	for _, c := range s.keyBuf {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return int(h % snapSegments)
 }
 
 // appendKey encodes the key values unambiguously (length-prefixed, NULL
