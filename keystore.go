@@ -149,10 +149,11 @@ func NewToken() string {
 //
 // The seed's sha256(f"{order_id}:{amount}") makes ("1:2", "3") and
 // ("1", "2:3") the same key: the separator can occur inside a value. Here
-// every name and value is written with its length in front (a uvarint), so
-// no two different field sets encode to the same bytes. Fields are sorted
-// by name, so the order they are given in does not matter. The result is
-// the hex SHA-256 of "idem-key-v1" followed by that encoding (64 characters).
+// the number of fields, then every name and value, is written with its
+// length in front (a uvarint), so no two different field sets encode to the
+// same bytes. Fields are sorted by name, so the order they are given in
+// does not matter. The result is the hex SHA-256 of "idem-key-v1" followed
+// by that encoding (64 characters).
 func DeriveKey(fields map[string]string) string {
 	names := make([]string, 0, len(fields))
 	for n := range fields {
