@@ -20,10 +20,10 @@ func TestParseKey(t *testing.T) {
 		{nil, ""},
 		{[]string{""}, ""},
 		{[]string{`""`}, ""},
-		{[]string{`abc`}, ""},   // a token, not a string
-		{[]string{`123`}, ""},   // an integer
-		{[]string{`?1`}, ""},    // a boolean
-		{[]string{`"abc`}, ""},  // unterminated
+		{[]string{`abc`}, ""},    // a token, not a string
+		{[]string{`123`}, ""},    // an integer
+		{[]string{`?1`}, ""},     // a boolean
+		{[]string{`"abc`}, ""},   // unterminated
 		{[]string{`"a\nb"`}, ""}, // bad escape
 		{[]string{"\"a\tb\""}, ""},
 		{[]string{"\"caf\xc3\xa9\""}, ""}, // non-ASCII
