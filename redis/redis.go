@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -58,6 +59,17 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 	// applied, and retrying it would find the key held by ourselves. The
 	// caller sees the error and fails closed instead.
 	opt.MaxRetries = -1
+	// Fail fast when the server is gone: callers answer 503 or exit 1
+	// rather than hang, and retry themselves.
+	opt.DialerRetries = 1
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = 2 * time.Second
+	}
+	quietOnce.Do(func() {
+		// go-redis prints pool errors to stderr through a package-level
+		// logger; every error also reaches our caller, who reports it once.
+		goredis.SetLogger(quiet{})
+	})
 	c := goredis.NewClient(opt)
 	s := &KeyStore{c: c, prefix: prefix, url: raw}
 	if err := s.Ping(ctx); err != nil {
@@ -66,6 +78,12 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 	}
 	return s, nil
 }
+
+var quietOnce sync.Once
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 func (s *KeyStore) name(scope, key string) string {
 	return s.prefix + strconv.Itoa(len(scope)) + ":" + scope + key
