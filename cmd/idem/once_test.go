@@ -130,7 +130,7 @@ func TestOnceBasics(t *testing.T) {
 func startHolder(t *testing.T, store, key, log string, extra ...string) *exec.Cmd {
 	t.Helper()
 	args := append([]string{"once", "--store", store, "--key", key, "--lease", "1s"}, extra...)
-	args = append(args, "--", "sh", "-c", "echo run >> "+log+"; sleep 30")
+	args = append(args, "--", "sh", "-c", "echo run >> "+log+"; exec sleep 30")
 	cmd := exec.Command(conformance.Binary(t), args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -172,7 +172,10 @@ func TestOnceKilledHolder(t *testing.T) {
 			codes := make([]int, 6)
 			for i := range codes {
 				wg.Add(1)
-				go func(i int) { defer wg.Done(); codes[i] = conformance.RunCLI(t, append(again[:5:5], append([]string{"--wait", "30s"}, again[5:]...)...)...).Code }(i)
+				go func(i int) {
+					defer wg.Done()
+					codes[i] = conformance.RunCLI(t, append(again[:5:5], append([]string{"--wait", "30s"}, again[5:]...)...)...).Code
+				}(i)
 			}
 			wg.Wait()
 			for _, c := range codes {
