@@ -459,7 +459,7 @@ func ksDown(t *testing.T, s idem.KeyStore, cut func()) {
 // TCPProxy forwards a local port to addr until cut is called; then it
 // drops every connection and refuses new ones. Tests use it to take a
 // shared server "down" for one client without stopping it for anyone else.
-func TCPProxy(t *testing.T, addr string) (local string, cut func()) {
+func TCPProxy(t testing.TB, addr string) (local string, cut func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

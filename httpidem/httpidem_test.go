@@ -82,7 +82,7 @@ func do(t *testing.T, c *http.Client, method, url, key, body string, hdr ...stri
 }
 
 func TestMiddleware(t *testing.T) {
-	for _, k := range storeKinds(t) {
+	for _, k := range storeKinds() {
 		t.Run(k.name, func(t *testing.T) {
 			t.Run("Concurrent1000", func(t *testing.T) { testConcurrent(t, k) })
 			t.Run("Semantics", func(t *testing.T) { testSemantics(t, k) })

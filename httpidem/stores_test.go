@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -22,11 +23,11 @@ import (
 // takes its server down for real.
 type storeKind struct {
 	name     string
-	open     func(t *testing.T) idem.KeyStore
-	openDown func(t *testing.T) (idem.KeyStore, func())
+	open     func(t testing.TB) idem.KeyStore
+	openDown func(t testing.TB) (idem.KeyStore, func())
 }
 
-func redisURL(t *testing.T, base string) string {
+func redisURL(t testing.TB, base string) string {
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +39,8 @@ func redisURL(t *testing.T, base string) string {
 }
 
 // must turns (value, error) into value, failing the test on an error.
-func must[T any](v T, err error) func(t *testing.T) T {
-	return func(t *testing.T) T {
+func must[T any](v T, err error) func(t testing.TB) T {
+	return func(t testing.TB) T {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
@@ -48,33 +49,33 @@ func must[T any](v T, err error) func(t *testing.T) T {
 	}
 }
 
-func storeKinds(t *testing.T) []storeKind {
+func storeKinds() []storeKind {
 	ctx := context.Background()
 	return []storeKind{
 		{name: "memory",
-			open: func(t *testing.T) idem.KeyStore { return memstore.New() },
-			openDown: func(t *testing.T) (idem.KeyStore, func()) {
+			open: func(t testing.TB) idem.KeyStore { return memstore.New() },
+			openDown: func(t testing.TB) (idem.KeyStore, func()) {
 				s := memstore.New()
 				return s, func() { s.SetDown(true) }
 			}},
 		{name: "sqlite",
-			open: func(t *testing.T) idem.KeyStore {
+			open: func(t testing.TB) idem.KeyStore {
 				s := must(sqlite.OpenKeyStore(ctx, filepath.Join(t.TempDir(), "k.db")))(t)
 				t.Cleanup(func() { s.Close() })
 				return s
 			},
-			openDown: func(t *testing.T) (idem.KeyStore, func()) {
+			openDown: func(t testing.TB) (idem.KeyStore, func()) {
 				s := must(sqlite.OpenKeyStore(ctx, filepath.Join(t.TempDir(), "k.db")))(t)
 				return s, func() { s.Close() }
 			}},
 		{name: "postgres",
-			open: func(t *testing.T) idem.KeyStore {
-				s := must(postgres.OpenKeyStore(ctx, conformance.ServerURL(t, "IDEM_TEST_POSTGRES")))(t)
+			open: func(t testing.TB) idem.KeyStore {
+				s := must(postgres.OpenKeyStore(ctx, serverURL(t, "IDEM_TEST_POSTGRES")))(t)
 				t.Cleanup(func() { s.Close() })
 				return s
 			},
-			openDown: func(t *testing.T) (idem.KeyStore, func()) {
-				u := must(url.Parse(conformance.ServerURL(t, "IDEM_TEST_POSTGRES")))(t)
+			openDown: func(t testing.TB) (idem.KeyStore, func()) {
+				u := must(url.Parse(serverURL(t, "IDEM_TEST_POSTGRES")))(t)
 				addr, cut := conformance.TCPProxy(t, u.Host)
 				u.Host = addr
 				s := must(postgres.OpenKeyStore(ctx, u.String()))(t)
@@ -82,15 +83,15 @@ func storeKinds(t *testing.T) []storeKind {
 				return s, cut
 			}},
 		{name: "redis",
-			open: func(t *testing.T) idem.KeyStore {
-				s := must(redis.Open(ctx, redisURL(t, conformance.ServerURL(t, "IDEM_TEST_REDIS"))))(t)
+			open: func(t testing.TB) idem.KeyStore {
+				s := must(redis.Open(ctx, redisURL(t, serverURL(t, "IDEM_TEST_REDIS"))))(t)
 				t.Cleanup(func() { s.Close() })
 				return s
 			},
 			// A Redis server of our own on a free port, killed mid-test:
 			// the shared one on 6379 is never stopped.
-			openDown: func(t *testing.T) (idem.KeyStore, func()) {
-				conformance.ServerURL(t, "IDEM_TEST_REDIS")
+			openDown: func(t testing.TB) (idem.KeyStore, func()) {
+				serverURL(t, "IDEM_TEST_REDIS")
 				port := freePort(t)
 				cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
 					"--save", "", "--appendonly", "no", "--dir", t.TempDir())
@@ -115,11 +116,24 @@ func storeKinds(t *testing.T) []storeKind {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serverURL is conformance.ServerURL for tests; benchmarks skip quietly
+// when the variable is unset (they are run by hand).
+func serverURL(tb testing.TB, name string) string {
+	if t, ok := tb.(*testing.T); ok {
+		return conformance.ServerURL(t, name)
+	}
+	v := os.Getenv(name)
+	if v == "" {
+		tb.Skipf("%s is not set", name)
+	}
+	return v
 }
