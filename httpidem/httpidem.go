@@ -201,15 +201,20 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		return Replayed
 	case idem.StatusHeld, idem.StatusAbandoned:
+		// Retry-After is short: the first request usually ends soon, and
+		// only a dead holder keeps the key until its lease ends.
 		problem(w, http.StatusConflict, "request-in-progress", "A request with this Idempotency-Key is in progress",
-			"Retry after the first request has finished; its response will then be returned.", max(res.LeaseLeft, time.Second))
+			"Retry after the first request has finished; its response will then be returned.", time.Second)
 		return Conflict
 	case idem.StatusMismatch:
 		problem(w, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused for a different request",
 			"This key was first used with another method, path, query or body. Use a new key for a new request.", 0)
 		return Mismatch
 	}
-	m.execute(w, r, next, base, scope, key, res.Token)
+	// The handler runs to its end even if the client hangs up: its answer
+	// is then stored and the client's retry gets it, instead of a second
+	// execution of a request whose outcome nobody saw.
+	m.execute(w, r.WithContext(base), next, base, scope, key, res.Token)
 	return Forwarded
 }
 

@@ -1,6 +1,7 @@
 package httpidem_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -88,6 +89,7 @@ func TestMiddleware(t *testing.T) {
 			t.Run("Semantics", func(t *testing.T) { testSemantics(t, k) })
 			t.Run("RetryAfter5xx", func(t *testing.T) { testRetry5xx(t, k) })
 			t.Run("StoreDown", func(t *testing.T) { testStoreDown(t, k) })
+			t.Run("ClientGone", func(t *testing.T) { testClientGone(t, k) })
 		})
 	}
 }
@@ -277,5 +279,27 @@ func testStoreDown(t *testing.T, k storeKind) {
 	}
 	if got := up.calls.Load(); got != before {
 		t.Fatalf("upstream called %d times with the store down", got-before)
+	}
+}
+
+// testClientGone: a client that hangs up mid-request does not abort the
+// handler; the answer is stored and the client's retry gets it.
+func testClientGone(t *testing.T, k storeKind) {
+	up := &upstream{delay: 300 * time.Millisecond}
+	srv := serve(t, k.open(t), up, nil)
+	key := `"` + idem.NewToken() + `"`
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/p", strings.NewReader("x"))
+	req.Header.Set("Idempotency-Key", key)
+	if resp, err := srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("the request was expected to time out on the client side")
+	}
+	time.Sleep(400 * time.Millisecond)
+	r := do(t, srv.Client(), "POST", srv.URL+"/p", key, "x")
+	if r.status != 201 || r.header.Get("Idempotent-Replayed") != "true" || up.calls.Load() != 1 {
+		t.Fatalf("retry after hanging up: %d replayed=%q, upstream calls %d; want the stored answer of the one call",
+			r.status, r.header.Get("Idempotent-Replayed"), up.calls.Load())
 	}
 }
