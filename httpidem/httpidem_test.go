@@ -23,12 +23,23 @@ type upstream struct {
 	calls  atomic.Int64
 	delay  time.Duration
 	status func(n int64) int
+	// cancellable: give up (502) when the request's context ends, as
+	// httputil.ReverseProxy does.
+	cancellable bool
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := u.calls.Add(1)
 	body, _ := io.ReadAll(r.Body)
-	time.Sleep(u.delay)
+	select {
+	case <-time.After(u.delay):
+	case <-r.Context().Done():
+		if u.cancellable {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		<-time.After(u.delay)
+	}
 	st := http.StatusCreated
 	if u.status != nil {
 		st = u.status(n)
@@ -285,7 +296,7 @@ func testStoreDown(t *testing.T, k storeKind) {
 // testClientGone: a client that hangs up mid-request does not abort the
 // handler; the answer is stored and the client's retry gets it.
 func testClientGone(t *testing.T, k storeKind) {
-	up := &upstream{delay: 300 * time.Millisecond}
+	up := &upstream{delay: 300 * time.Millisecond, cancellable: true}
 	srv := serve(t, k.open(t), up, nil)
 	key := `"` + idem.NewToken() + `"`
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
