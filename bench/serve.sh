@@ -8,7 +8,8 @@
 #   RATE=1000 DURATION=10s bash bench/serve.sh
 #
 # Environment (optional): IDEM_BENCH_POSTGRES (postgres://root@127.0.0.1:5432/test?sslmode=disable),
-# IDEM_BENCH_REDIS (redis://127.0.0.1:6379/0), STORES (memory sqlite postgres postgres-async redis),
+# IDEM_BENCH_REDIS (redis://127.0.0.1:6379/0), STORES (memory sqlite redis postgres postgres-async-claims
+# postgres-async), 
 # REPLAY (5s), MAX (10s), CONCURRENCY (64).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +21,7 @@ MAX="${MAX:-10s}"
 CONCURRENCY="${CONCURRENCY:-64}"
 PG="${IDEM_BENCH_POSTGRES:-postgres://root@127.0.0.1:5432/test?sslmode=disable}"
 REDIS="${IDEM_BENCH_REDIS:-redis://127.0.0.1:6379/0}"
-STORES="${STORES:-memory sqlite postgres postgres-async redis}"
+STORES="${STORES:-memory sqlite redis postgres postgres-async-claims postgres-async}"
 OUT=bench/out/serve
 UP=127.0.0.1:19000
 PROXY=127.0.0.1:19080
@@ -36,7 +37,7 @@ go build -o "$OUT/loadgen" ./bench/loadgen
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+	PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
 	redis-cli -u "$REDIS" --scan --pattern "idembench:$RUN:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS" DEL >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -53,17 +54,19 @@ load() { # label url mode extra...
 }
 
 : >"$OUT/results.json"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" | tee "$OUT/load.txt" >&2
 echo "direct to the upstream" >&2
 load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
 load direct "http://$UP/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
 
-psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
 sep='?'; [[ "$PG" == *\?* ]] && sep='&'
 for s in $STORES; do
 	case $s in
 	memory) url="memory:" ;;
 	sqlite) url="sqlite:$OUT/keys.db" ;;
 	postgres) url="$PG${sep}search_path=$SCHEMA" ;;
+	postgres-async-claims) url="$PG${sep}search_path=$SCHEMA&async_claims=true" ;;
 	postgres-async) url="$PG${sep}search_path=$SCHEMA&synchronous_commit=off" ;;
 	redis) url="$REDIS?prefix=idembench:$RUN:" ;;
 	*) echo "unknown store $s" >&2; exit 2 ;;
@@ -80,6 +83,8 @@ for s in $STORES; do
 	wait "$pid" || true
 done
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt" >&2
+cat "$OUT/load.txt"
 python3 - "$OUT/results.json" "$RATE" "$DURATION" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

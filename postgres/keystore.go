@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -25,8 +27,11 @@ import (
 // and completions (never corrupt them), so a retry in that window could run
 // again.
 type KeyStore struct {
-	pool  *pgxpool.Pool
-	url   string
+	pool *pgxpool.Pool
+	// claims takes at-least-once claims: the same pool, or with
+	// ?async_claims=true one whose commits do not wait for the WAL flush.
+	claims *pgxpool.Pool
+	url    string
 	ops   atomic.Uint64
 	sweep atomic.Bool
 }
@@ -51,7 +56,20 @@ CREATE INDEX IF NOT EXISTS idem_keys_expires ON idem_keys (expires_at)`
 // OpenKeyStore connects to url and creates the table if it is missing.
 // Settings such as ?synchronous_commit=off or ?commit_delay=… in the URL
 // are passed to the server for the store's sessions.
+//
+// ?async_claims=true (idem's own parameter) commits at-least-once claims
+// (those with Takeover, as `idem serve` makes) without waiting for the
+// WAL flush; completions still wait, and flush the claim with them. That
+// halves the flushes per request. The risk is narrow: if the server
+// crashes and comes back while a request is in flight, its claim may be
+// gone, so a retry in that window runs concurrently instead of getting
+// 409 — a duplicate the durable claim would have prevented. At-most-once
+// claims (`idem once --at-most-once`) always wait for the flush.
 func OpenKeyStore(ctx context.Context, url string) (*KeyStore, error) {
+	url, asyncClaims, err := cutParam(url, "async_claims")
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, idem.BadInput("postgres URL %s: %v", idem.RedactURL(url), redactErr(err, url))
@@ -67,12 +85,40 @@ func OpenKeyStore(ctx context.Context, url string) (*KeyStore, error) {
 	if err != nil {
 		return nil, &idem.StoreError{Op: "open postgres " + idem.RedactURL(url), Err: errors.New(redactErr(err, url))}
 	}
-	s := &KeyStore{pool: pool, url: url}
+	s := &KeyStore{pool: pool, claims: pool, url: url}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, &idem.StoreError{Op: "open postgres " + idem.RedactURL(url), Err: errors.New(redactErr(err, url))}
 	}
+	if asyncClaims {
+		acfg := cfg.Copy()
+		acfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+		if s.claims, err = pgxpool.NewWithConfig(ctx, acfg); err != nil {
+			pool.Close()
+			return nil, &idem.StoreError{Op: "open postgres " + idem.RedactURL(url), Err: errors.New(redactErr(err, url))}
+		}
+	}
 	return s, nil
+}
+
+// cutParam removes idem's own query parameter name from a URL (the server
+// would reject it as an unknown setting) and returns its boolean value.
+func cutParam(raw, name string) (string, bool, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "", false, idem.BadInput("malformed postgres URL %s", idem.RedactURL(raw))
+	}
+	q := u.Query()
+	if !q.Has(name) {
+		return raw, false, nil
+	}
+	v, err := strconv.ParseBool(q.Get(name))
+	if err != nil {
+		return "", false, idem.BadInput("postgres URL: %s=%q is not true or false", name, q.Get(name))
+	}
+	q.Del(name)
+	u.RawQuery = q.Encode()
+	return u.String(), v, nil
 }
 
 // migrate creates the table under an advisory lock: concurrent CREATE
@@ -121,10 +167,14 @@ RETURNING attempt`
 func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.ClaimResult, error) {
 	s.maybeSweep(ctx)
 	lease, ttl := req.Lease.Milliseconds(), req.TTL.Milliseconds()
+	claims := s.pool
+	if req.Takeover {
+		claims = s.claims
+	}
 	for try := 0; ; try++ {
 		tok := idem.NewToken()
 		var attempt int
-		err := s.pool.QueryRow(ctx, pgInsert, req.Scope, req.Key, req.Fingerprint, tok, lease, ttl).Scan(&attempt)
+		err := claims.QueryRow(ctx, pgInsert, req.Scope, req.Key, req.Fingerprint, tok, lease, ttl).Scan(&attempt)
 		if err == nil {
 			return idem.ClaimResult{Status: idem.StatusClaimed, Token: tok, Attempt: attempt}, nil
 		}
@@ -148,7 +198,7 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 		}
 		takeable := expired || (req.Takeover && !done && leftMS <= 0 && fp == req.Fingerprint)
 		if takeable {
-			err := s.pool.QueryRow(ctx, pgTake, req.Scope, req.Key, req.Fingerprint, tok, lease, ttl, req.Takeover).Scan(&attempt)
+			err := claims.QueryRow(ctx, pgTake, req.Scope, req.Key, req.Fingerprint, tok, lease, ttl, req.Takeover).Scan(&attempt)
 			if err == nil {
 				return idem.ClaimResult{Status: idem.StatusClaimed, Token: tok, Attempt: attempt}, nil
 			}
@@ -236,6 +286,12 @@ func (s *KeyStore) Ping(ctx context.Context) error {
 	return s.storeErr("ping", s.pool.Ping(ctx))
 }
 
-func (s *KeyStore) Close() error { s.pool.Close(); return nil }
+func (s *KeyStore) Close() error {
+	if s.claims != s.pool {
+		s.claims.Close()
+	}
+	s.pool.Close()
+	return nil
+}
 
 func (s *KeyStore) String() string { return fmt.Sprintf("%s", idem.RedactURL(s.url)) }
