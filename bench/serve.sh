@@ -9,8 +9,7 @@
 #
 # Environment (optional): IDEM_BENCH_POSTGRES (postgres://root@127.0.0.1:5432/test?sslmode=disable),
 # IDEM_BENCH_REDIS (redis://127.0.0.1:6379/0), STORES (memory sqlite redis postgres postgres-async-claims
-# postgres-async), 
-# REPLAY (5s), MAX (10s), CONCURRENCY (64).
+# postgres-async), REPLAY (5s), MAX (10s), CONCURRENCY (64).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
