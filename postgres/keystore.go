@@ -32,8 +32,8 @@ type KeyStore struct {
 	// ?async_claims=true one whose commits do not wait for the WAL flush.
 	claims *pgxpool.Pool
 	url    string
-	ops   atomic.Uint64
-	sweep atomic.Bool
+	ops    atomic.Uint64
+	sweep  atomic.Bool
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)

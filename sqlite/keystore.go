@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,23 @@ func OpenKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 	if path == "" {
 		return nil, idem.BadInput("sqlite: empty path")
 	}
+	// Switching a new file to WAL and creating the table can meet
+	// SQLITE_BUSY without the busy handler when several processes open
+	// one new file at once (8 `idem once` started together): retry.
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		s, err := openKeyStore(ctx, path)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || wait > 5*time.Second {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func openKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "journal_mode(WAL)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/conformance"
@@ -30,4 +31,28 @@ func TestKeyStore(t *testing.T) {
 			return s, func() { s.Close() }
 		},
 	})
+}
+
+// TestKeyStoreConcurrentOpen: many processes' worth of handles opening one
+// new file at once all succeed (WAL switch and table creation race).
+func TestKeyStoreConcurrentOpen(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		path := filepath.Join(t.TempDir(), "new.db")
+		errs := make(chan error, 16)
+		for i := 0; i < 16; i++ {
+			go func() {
+				s, err := sqlite.OpenKeyStore(context.Background(), path)
+				if err == nil {
+					_, err = s.Claim(context.Background(), idem.ClaimRequest{Scope: "s", Key: "k", Lease: time.Minute, TTL: time.Hour})
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 16; i++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
 }
