@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -125,7 +126,8 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 			pr.SetURL(up)
 			pr.SetXForwarded()
 		},
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: &bufPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			e.log.Warn("upstream gave no answer", "err", err)
 			w.WriteHeader(http.StatusBadGateway)
@@ -191,3 +193,16 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	}
 	return firstErr
 }
+
+// bufPool reuses the proxy's copy buffers: allocating and zeroing 32 KiB
+// per request was a tenth of the proxy's CPU.
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufPool) Put(buf []byte) { b.p.Put(&buf) }
