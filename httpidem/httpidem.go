@@ -224,15 +224,16 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	rec := &recorder{header: http.Header{}, limit: m.o.MaxResponseBytes}
 	finished := false
 	defer func() {
-		stop()
 		if !finished {
 			// The handler panicked: its outcome is unknown to us, but it
 			// gave no answer, so a retry may run it again.
+			stop()
 			m.release(base, scope, key, token)
 		}
 	}()
 	next.ServeHTTP(rec, r)
 	finished = true
+	stop() // before completing: a late renewal would find the key done
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
@@ -247,8 +248,9 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 // heartbeat renews the lease while the handler runs, so a slow handler is
 // not mistaken for a dead one.
 func (m *Middleware) heartbeat(base context.Context, scope, key, token string) func() {
-	done := make(chan struct{})
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(stopped)
 		t := time.NewTicker(m.o.Lease / 3)
 		defer t.Stop()
 		for {
@@ -265,7 +267,7 @@ func (m *Middleware) heartbeat(base context.Context, scope, key, token string) f
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); <-stopped }
 }
 
 func (m *Middleware) release(base context.Context, scope, key, token string) {

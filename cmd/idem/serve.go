@@ -121,6 +121,9 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	// Keep connections to the one upstream: the default of 2 idle ones
 	// would make every burst open and close connections.
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
+	// Past this many connections requests wait for one: a burst must not
+	// exhaust file descriptors or the upstream.
+	tr.MaxConnsPerHost = 1024
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
