@@ -101,6 +101,7 @@ func TestMiddleware(t *testing.T) {
 			t.Run("RetryAfter5xx", func(t *testing.T) { testRetry5xx(t, k) })
 			t.Run("StoreDown", func(t *testing.T) { testStoreDown(t, k) })
 			t.Run("ClientGone", func(t *testing.T) { testClientGone(t, k) })
+			t.Run("SlowHandler", func(t *testing.T) { testSlowHandler(t, k) })
 		})
 	}
 }
@@ -312,5 +313,22 @@ func testClientGone(t *testing.T, k storeKind) {
 	if r.status != 201 || r.header.Get("Idempotent-Replayed") != "true" || up.calls.Load() != 1 {
 		t.Fatalf("retry after hanging up: %d replayed=%q, upstream calls %d; want the stored answer of the one call",
 			r.status, r.header.Get("Idempotent-Replayed"), up.calls.Load())
+	}
+}
+
+// testSlowHandler: a handler running past the lease keeps its claim (the
+// middleware renews it), so a retry meanwhile gets 409, not a second run.
+func testSlowHandler(t *testing.T, k storeKind) {
+	up := &upstream{delay: 1500 * time.Millisecond}
+	srv := serve(t, k.open(t), up, func(o *httpidem.Options) { o.Lease = 600 * time.Millisecond })
+	key := `"` + idem.NewToken() + `"`
+	first := make(chan reply, 1)
+	go func() { first <- do(t, srv.Client(), "POST", srv.URL+"/slow", key, "x") }()
+	time.Sleep(1100 * time.Millisecond)
+	if r := do(t, srv.Client(), "POST", srv.URL+"/slow", key, "x"); r.status != 409 {
+		t.Fatalf("retry while a slow first request runs past its lease: %d, want 409", r.status)
+	}
+	if r := <-first; r.status != 201 || up.calls.Load() != 1 {
+		t.Fatalf("first: %d, upstream calls %d", r.status, up.calls.Load())
 	}
 }
