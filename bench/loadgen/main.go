@@ -1,0 +1,195 @@
+// Command loadgen measures what `idem serve` adds to a request. It has
+// three parts, run as separate processes by bench/serve.sh:
+//
+//	loadgen -upstream 127.0.0.1:9000                 a small upstream API (201 + a JSON body)
+//	loadgen -url URL -rate 2000 -duration 20s        open-loop load: unique-key POSTs at a fixed rate
+//	loadgen -url URL -mode replay -rate 2000 ...     the same, but every request repeats a completed key
+//	loadgen -url URL -mode max -concurrency 64 ...   closed-loop: as fast as the proxy answers
+//
+// Open-loop latency is measured from each request's scheduled send time,
+// so a proxy that falls behind shows up as growing latency instead of a
+// silently lower rate (no coordinated omission). Prints one JSON object.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	upstream := flag.String("upstream", "", "serve the small upstream API on this address")
+	url := flag.String("url", "", "POST to this URL")
+	mode := flag.String("mode", "rate", "rate (unique keys, fixed rate), replay (completed keys, fixed rate) or max (closed loop)")
+	rate := flag.Int("rate", 2000, "requests per second (rate, replay)")
+	dur := flag.Duration("duration", 20*time.Second, "how long to send")
+	conc := flag.Int("concurrency", 64, "workers (max)")
+	keys := flag.Int("keys", 1000, "distinct completed keys to replay (replay)")
+	label := flag.String("label", "", "label copied into the output")
+	flag.Parse()
+	if *upstream != "" {
+		serveUpstream(*upstream)
+		return
+	}
+	if *url == "" {
+		fmt.Fprintln(os.Stderr, "loadgen: -url or -upstream is required")
+		os.Exit(2)
+	}
+	c := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	var res result
+	switch *mode {
+	case "rate":
+		res = openLoop(c, *url, *rate, *dur, func(i int) string { return fmt.Sprintf("%s-%d", run, i) })
+	case "replay":
+		// Complete the keys first, then replay them in a cycle.
+		for i := 0; i < *keys; i++ {
+			send(c, *url, fmt.Sprintf("%s-r%d", run, i))
+		}
+		res = openLoop(c, *url, *rate, *dur, func(i int) string { return fmt.Sprintf("%s-r%d", run, i%*keys) })
+	case "max":
+		res = closedLoop(c, *url, *conc, *dur, run)
+	default:
+		fmt.Fprintf(os.Stderr, "loadgen: unknown -mode %q\n", *mode)
+		os.Exit(2)
+	}
+	res.Label, res.Mode = *label, *mode
+	json.NewEncoder(os.Stdout).Encode(res)
+}
+
+func serveUpstream(addr string) {
+	var n atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":"ch_%d","status":"succeeded"}`, n.Add(1))
+	})
+	srv := &http.Server{Addr: addr, Handler: h}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen upstream:", err)
+		os.Exit(1)
+	}
+}
+
+// send POSTs one request and returns its status (0 on a transport error)
+// and whether it was a replay.
+func send(c *http.Client, url, key string) (int, bool) {
+	body := []byte(`{"order_id":"` + key + `","amount":"19.99"}`)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", `"`+key+`"`)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Idempotent-Replayed") == "true"
+}
+
+type result struct {
+	Label    string         `json:"label"`
+	Mode     string         `json:"mode"`
+	Sent     int            `json:"sent"`
+	Rate     float64        `json:"achieved_rps"`
+	Status   map[string]int `json:"status"`
+	Replayed int            `json:"replayed"`
+	P50      float64        `json:"p50_ms"`
+	P90      float64        `json:"p90_ms"`
+	P99      float64        `json:"p99_ms"`
+	P999     float64        `json:"p999_ms"`
+	Max      float64        `json:"max_ms"`
+	Mean     float64        `json:"mean_ms"`
+}
+
+type sample struct {
+	lat      time.Duration
+	status   int
+	replayed bool
+}
+
+func summarize(s []sample, elapsed time.Duration) result {
+	r := result{Sent: len(s), Status: map[string]int{}, Rate: float64(len(s)) / elapsed.Seconds()}
+	lats := make([]time.Duration, len(s))
+	var sum time.Duration
+	for i, x := range s {
+		lats[i] = x.lat
+		sum += x.lat
+		r.Status[fmt.Sprint(x.status)]++
+		if x.replayed {
+			r.Replayed++
+		}
+	}
+	slices.Sort(lats)
+	q := func(p float64) float64 {
+		if len(lats) == 0 {
+			return 0
+		}
+		return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
+	}
+	r.P50, r.P90, r.P99, r.P999 = q(0.50), q(0.90), q(0.99), q(0.999)
+	if len(lats) > 0 {
+		r.Max = float64(lats[len(lats)-1].Microseconds()) / 1000
+		r.Mean = float64(sum.Microseconds()) / 1000 / float64(len(lats))
+	}
+	return r
+}
+
+// openLoop sends request i at start + i/rate, whatever the answers do.
+func openLoop(c *http.Client, url string, rate int, dur time.Duration, key func(int) string) result {
+	n := int(dur.Seconds() * float64(rate))
+	out := make([]sample, n)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		go func(i int, due time.Time) {
+			defer wg.Done()
+			st, rep := send(c, url, key(i))
+			out[i] = sample{time.Since(due), st, rep}
+		}(i, due)
+	}
+	wg.Wait()
+	return summarize(out, time.Since(start))
+}
+
+// closedLoop runs conc workers back to back for dur: the throughput ceiling.
+func closedLoop(c *http.Client, url string, conc int, dur time.Duration, run string) result {
+	var mu sync.Mutex
+	var all []sample
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(dur)
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []sample
+			for time.Now().Before(end) {
+				t := time.Now()
+				st, rep := send(c, url, fmt.Sprintf("%s-m%d", run, seq.Add(1)))
+				mine = append(mine, sample{time.Since(t), st, rep})
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return summarize(all, time.Since(start))
+}

@@ -1,0 +1,54 @@
+package httpidem_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/idemhq/idem/httpidem"
+)
+
+// BenchmarkMiddleware measures the middleware alone (no network between
+// client and handler) per store: "first" claims and completes a new key,
+// "replay" answers a completed one. Server stores run only when their
+// IDEM_TEST_* variable is set. bench/serve.sh measures the whole proxy.
+func BenchmarkMiddleware(b *testing.B) {
+	for _, k := range storeKinds() {
+		b.Run(k.name, func(b *testing.B) {
+			s := k.open(b)
+			m, err := httpidem.New(httpidem.Options{Store: s})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusCreated)
+				w.Write([]byte(`{"id":"ch_1","status":"succeeded"}`))
+			}))
+			run := fmt.Sprintf("%p", b)
+			req := func(key string) int {
+				r := httptest.NewRequest("POST", "/charge", strings.NewReader(`{"order_id":"1042","amount":"19.99"}`))
+				r.Header.Set("Idempotency-Key", `"`+key+`"`)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w.Code
+			}
+			b.Run("first", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					if c := req(fmt.Sprintf("%s-%d", run, i)); c != 201 {
+						b.Fatal(c)
+					}
+				}
+			})
+			req(run + "-replay")
+			b.Run("replay", func(b *testing.B) {
+				for b.Loop() {
+					if c := req(run + "-replay"); c != 201 {
+						b.Fatal(c)
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,334 @@
+package httpidem_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/httpidem"
+)
+
+// upstream counts calls per request body and answers with a body that
+// differs per call, so a replay is told apart from a second execution.
+type upstream struct {
+	calls  atomic.Int64
+	delay  time.Duration
+	status func(n int64) int
+	// cancellable: give up (502) when the request's context ends, as
+	// httputil.ReverseProxy does.
+	cancellable bool
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := u.calls.Add(1)
+	body, _ := io.ReadAll(r.Body)
+	select {
+	case <-time.After(u.delay):
+	case <-r.Context().Done():
+		if u.cancellable {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		<-time.After(u.delay)
+	}
+	st := http.StatusCreated
+	if u.status != nil {
+		st = u.status(n)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Call", fmt.Sprint(n))
+	w.WriteHeader(st)
+	fmt.Fprintf(w, `{"call":%d,"body":%q}`, n, body)
+}
+
+func serve(t *testing.T, s idem.KeyStore, up http.Handler, mod func(*httpidem.Options)) *httptest.Server {
+	t.Helper()
+	o := httpidem.Options{Store: s}
+	if mod != nil {
+		mod(&o)
+	}
+	m, err := httpidem.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Wrap(up))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, c *http.Client, method, url, key, body string, hdr ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Error(err)
+		return reply{}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+func TestMiddleware(t *testing.T) {
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			t.Run("Concurrent1000", func(t *testing.T) { testConcurrent(t, k) })
+			t.Run("Semantics", func(t *testing.T) { testSemantics(t, k) })
+			t.Run("RetryAfter5xx", func(t *testing.T) { testRetry5xx(t, k) })
+			t.Run("StoreDown", func(t *testing.T) { testStoreDown(t, k) })
+			t.Run("ClientGone", func(t *testing.T) { testClientGone(t, k) })
+			t.Run("SlowHandler", func(t *testing.T) { testSlowHandler(t, k) })
+		})
+	}
+}
+
+// testConcurrent: 1,000 requests with one key and one body at once reach
+// the handler exactly once; every other client gets the stored response
+// (replayed) or 409.
+func testConcurrent(t *testing.T, k storeKind) {
+	up := &upstream{delay: 30 * time.Millisecond}
+	srv := serve(t, k.open(t), up, nil)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+	const n = 1000
+	key := `"charge-` + idem.NewToken() + `"`
+	var wg sync.WaitGroup
+	replies := make([]reply, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			replies[i] = do(t, c, "POST", srv.URL+"/charge", key, `{"amount":100}`)
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	if got := up.calls.Load(); got != 1 {
+		t.Fatalf("upstream called %d times, want exactly 1", got)
+	}
+	var first, replayed, conflicts int
+	for _, r := range replies {
+		switch {
+		case r.status == http.StatusCreated && r.header.Get("Idempotent-Replayed") == "":
+			first++
+		case r.status == http.StatusCreated && r.header.Get("Idempotent-Replayed") == "true":
+			replayed++
+			if r.body != `{"call":1,"body":"{\"amount\":100}"}` || r.header.Get("X-Call") != "1" {
+				t.Fatalf("replay differs from the stored response: %q %v", r.body, r.header)
+			}
+		case r.status == http.StatusConflict:
+			conflicts++
+			if r.header.Get("Retry-After") == "" || r.header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("409 without Retry-After or problem+json: %v", r.header)
+			}
+		default:
+			t.Fatalf("unexpected answer %d %q", r.status, r.body)
+		}
+	}
+	if first != 1 {
+		t.Fatalf("%d original responses, want 1", first)
+	}
+	t.Logf("1 executed, %d replayed, %d conflicts", replayed, conflicts)
+	if r := do(t, c, "POST", srv.URL+"/charge", key, `{"amount":100}`); r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("after the race: %d %v, want a replay", r.status, r.header)
+	}
+}
+
+func testSemantics(t *testing.T, k storeKind) {
+	up := &upstream{}
+	srv := serve(t, k.open(t), up, nil)
+	c := srv.Client()
+	u := srv.URL + "/v1/charges"
+	key := `"` + idem.NewToken() + `"`
+	r1 := do(t, c, "POST", u, key, `{"a":1}`, "Authorization", "Bearer alice")
+	if r1.status != 201 || r1.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first: %d %v", r1.status, r1.header)
+	}
+	r2 := do(t, c, "POST", u, key, `{"a":1}`, "Authorization", "Bearer alice")
+	if r2.status != 201 || r2.header.Get("Idempotent-Replayed") != "true" || r2.body != r1.body || r2.header.Get("X-Call") != "1" {
+		t.Fatalf("replay: %d %v %q", r2.status, r2.header, r2.body)
+	}
+	// Same key, different body / query: 422, handler not run.
+	for _, tc := range []struct{ url, body string }{{u, `{"a":2}`}, {u + "?x=1", `{"a":1}`}} {
+		r := do(t, c, "POST", tc.url, key, tc.body, "Authorization", "Bearer alice")
+		if r.status != 422 || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("different request, same key: %d %q", r.status, r.body)
+		}
+		var p map[string]any
+		if json.Unmarshal([]byte(r.body), &p) != nil || p["status"] != float64(422) || p["title"] == "" {
+			t.Fatalf("422 body is not problem+json: %q", r.body)
+		}
+	}
+	// Another client (scope header), path or method: independent.
+	for _, tc := range []struct{ method, url, auth string }{{"POST", u, "Bearer bob"}, {"POST", u + "/x", "Bearer alice"}, {"PATCH", u, "Bearer alice"}} {
+		r := do(t, c, tc.method, tc.url, key, `{"a":1}`, "Authorization", tc.auth)
+		if r.status != 201 || r.header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("%s %s as %s: %d %v, want a fresh execution", tc.method, tc.url, tc.auth, r.status, r.header)
+		}
+	}
+	if up.calls.Load() != 4 {
+		t.Fatalf("upstream calls %d, want 4", up.calls.Load())
+	}
+	// No key: passed through each time. GET: not covered.
+	before := up.calls.Load()
+	do(t, c, "POST", u, "", `{}`)
+	do(t, c, "POST", u, "", `{}`)
+	do(t, c, "GET", u, key, ``)
+	if up.calls.Load() != before+3 {
+		t.Fatalf("unkeyed requests: %d calls, want 3", up.calls.Load()-before)
+	}
+	// Bad keys: 400, not forwarded.
+	before = up.calls.Load()
+	for _, bad := range []string{`unquoted`, `"` + strings.Repeat("k", 256) + `"`, `""`, `"a", "b"`, `12`} {
+		if r := do(t, c, "POST", u, bad, `{}`); r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("key %.20q: %d, want 400 problem+json", bad, r.status)
+		}
+	}
+	if r := do(t, c, "POST", u, `"`+idem.NewToken()+strings.Repeat("k", 255-32)+`"`, `{}`); r.status != 201 {
+		t.Fatalf("255-character key: %d", r.status)
+	}
+	if up.calls.Load() != before+1 {
+		t.Fatal("a rejected key reached the upstream")
+	}
+	// RequireKey: a missing key is 400.
+	strict := serve(t, k.open(t), up, func(o *httpidem.Options) { o.RequireKey = true })
+	before = up.calls.Load()
+	if r := do(t, c, "POST", strict.URL+"/x", "", `{}`); r.status != 400 {
+		t.Fatalf("missing key with RequireKey: %d", r.status)
+	}
+	if up.calls.Load() != before {
+		t.Fatal("a request without a key reached the upstream under RequireKey")
+	}
+}
+
+// testRetry5xx: 500 and 429 are passed on but not stored; the retry is
+// forwarded and its 200 is stored.
+func testRetry5xx(t *testing.T, k storeKind) {
+	up := &upstream{status: func(n int64) int { return map[int64]int{1: 500, 2: 429}[n] + map[bool]int{true: 200}[n > 2] }}
+	srv := serve(t, k.open(t), up, nil)
+	c := srv.Client()
+	key := `"` + idem.NewToken() + `"`
+	for i, want := range []int{500, 429, 200} {
+		r := do(t, c, "POST", srv.URL+"/p", key, `x`)
+		if r.status != want || r.header.Get("Idempotent-Replayed") != "" || r.header.Get("X-Call") != fmt.Sprint(i+1) {
+			t.Fatalf("try %d: %d %v, want a fresh %d", i+1, r.status, r.header, want)
+		}
+	}
+	r := do(t, c, "POST", srv.URL+"/p", key, `x`)
+	if r.status != 200 || r.header.Get("Idempotent-Replayed") != "true" || r.header.Get("X-Call") != "3" {
+		t.Fatalf("after success: %d %v, want the stored 200", r.status, r.header)
+	}
+	if up.calls.Load() != 3 {
+		t.Fatalf("upstream calls %d, want 3", up.calls.Load())
+	}
+	// A handler that panics gives no answer: the claim is released.
+	var panics atomic.Int64
+	boom := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if panics.Add(1) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(202)
+	})
+	srv2 := serve(t, k.open(t), boom, nil)
+	req, _ := http.NewRequest("POST", srv2.URL+"/q", strings.NewReader("b"))
+	req.Header.Set("Idempotency-Key", key)
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("aborted handler answered %d", resp.StatusCode)
+	}
+	if r := do(t, c, "POST", srv2.URL+"/q", key, "b"); r.status != 202 {
+		t.Fatalf("retry after a panic: %d, want the handler to run again", r.status)
+	}
+}
+
+// testStoreDown: with the store gone, keyed requests get 503 and never
+// reach the upstream; unkeyed ones still pass.
+func testStoreDown(t *testing.T, k storeKind) {
+	s, cut := k.openDown(t)
+	up := &upstream{}
+	srv := serve(t, s, up, func(o *httpidem.Options) { o.StoreTimeout = 3 * time.Second })
+	c := srv.Client()
+	k1 := `"` + idem.NewToken() + `"`
+	if r := do(t, c, "POST", srv.URL+"/a", k1, `x`); r.status != 201 {
+		t.Fatalf("before the cut: %d", r.status)
+	}
+	cut()
+	before := up.calls.Load()
+	for i := 0; i < 5; i++ {
+		r := do(t, c, "POST", srv.URL+"/a", fmt.Sprintf(`"k-%d"`, i), `x`)
+		if r.status != 503 || r.header.Get("Retry-After") == "" || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("store down: %d %v %q, want 503 problem+json with Retry-After", r.status, r.header, r.body)
+		}
+	}
+	// Even a key that was completed before cannot be replayed or re-run.
+	if r := do(t, c, "POST", srv.URL+"/a", k1, `x`); r.status != 503 {
+		t.Fatalf("completed key with the store down: %d", r.status)
+	}
+	if got := up.calls.Load(); got != before {
+		t.Fatalf("upstream called %d times with the store down", got-before)
+	}
+}
+
+// testClientGone: a client that hangs up mid-request does not abort the
+// handler; the answer is stored and the client's retry gets it.
+func testClientGone(t *testing.T, k storeKind) {
+	up := &upstream{delay: 300 * time.Millisecond, cancellable: true}
+	srv := serve(t, k.open(t), up, nil)
+	key := `"` + idem.NewToken() + `"`
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/p", strings.NewReader("x"))
+	req.Header.Set("Idempotency-Key", key)
+	if resp, err := srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("the request was expected to time out on the client side")
+	}
+	time.Sleep(400 * time.Millisecond)
+	r := do(t, srv.Client(), "POST", srv.URL+"/p", key, "x")
+	if r.status != 201 || r.header.Get("Idempotent-Replayed") != "true" || up.calls.Load() != 1 {
+		t.Fatalf("retry after hanging up: %d replayed=%q, upstream calls %d; want the stored answer of the one call",
+			r.status, r.header.Get("Idempotent-Replayed"), up.calls.Load())
+	}
+}
+
+// testSlowHandler: a handler running past the lease keeps its claim (the
+// middleware renews it), so a retry meanwhile gets 409, not a second run.
+func testSlowHandler(t *testing.T, k storeKind) {
+	up := &upstream{delay: 1500 * time.Millisecond}
+	srv := serve(t, k.open(t), up, func(o *httpidem.Options) { o.Lease = 600 * time.Millisecond })
+	key := `"` + idem.NewToken() + `"`
+	first := make(chan reply, 1)
+	go func() { first <- do(t, srv.Client(), "POST", srv.URL+"/slow", key, "x") }()
+	time.Sleep(1100 * time.Millisecond)
+	if r := do(t, srv.Client(), "POST", srv.URL+"/slow", key, "x"); r.status != 409 {
+		t.Fatalf("retry while a slow first request runs past its lease: %d, want 409", r.status)
+	}
+	if r := <-first; r.status != 201 || up.calls.Load() != 1 {
+		t.Fatalf("first: %d, upstream calls %d", r.status, up.calls.Load())
+	}
+}
