@@ -88,7 +88,7 @@ func checkCodec(format, comp string) (codec, error) {
 
 // encoded is one data file ready to store.
 type encoded struct {
-	data        []byte
+	data []byte
 	rows int64
 	sha  string
 }

@@ -347,4 +347,3 @@ func (l *s3Lock) Unlock(ctx context.Context) error {
 	}
 	return nil
 }
-
