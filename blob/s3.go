@@ -11,8 +11,10 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -221,6 +223,35 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 type lockBody struct {
 	Owner   string `json:"owner"`
 	Expires int64  `json:"expires_unix_ms"`
+	// Host identifies the holder's machine and PID namespace, so a waiter
+	// on the same one can see at once that the holder process is gone
+	// (killed, crashed) instead of waiting out the lease.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+}
+
+// hostID is this machine's boot and PID namespace, or "" where they cannot
+// be told (then only the lease frees a dead holder's lock). A PID is only
+// meaningful inside its namespace and boot, hence both.
+var hostID = func() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "/" + ns
+}()
+
+// holderGone reports whether the lock's holder was a process of this
+// machine and PID namespace that no longer exists.
+func holderGone(lb *lockBody) bool {
+	if hostID == "" || lb.Host != hostID || lb.PID <= 0 || lb.PID == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(lb.PID, 0), syscall.ESRCH)
 }
 
 // Lock creates the lock object with a conditional PUT (If-None-Match: *),
@@ -230,6 +261,9 @@ type lockBody struct {
 // over with If-Match on the stale ETag, so two waiters cannot both take it.
 // Shared locks are not available on S3, so they are exclusive here.
 //
+// A waiter on the holder's own machine (same boot and PID namespace) also
+// takes over at once when the holder process no longer exists.
+//
 // The lease is wall-clock time: machines whose clocks differ by more than
 // a fraction of the lease can overlap. A holder that cannot renew stops
 // before committing (Lost).
@@ -238,7 +272,7 @@ func (s *S3) Lock(ctx context.Context, key string, _ bool, timeout time.Duration
 	_, _ = rand.Read(rnd[:])
 	owner := hex.EncodeToString(rnd[:])
 	body := func() []byte {
-		b, _ := json.Marshal(lockBody{Owner: owner, Expires: time.Now().Add(s.lease).UnixMilli()})
+		b, _ := json.Marshal(lockBody{Owner: owner, Expires: time.Now().Add(s.lease).UnixMilli(), Host: hostID, PID: os.Getpid()})
 		return b
 	}
 	deadline := time.Now().Add(timeout)
@@ -254,9 +288,9 @@ func (s *S3) Lock(ctx context.Context, key string, _ bool, timeout time.Duration
 		cur, curTag, gerr := s.getTagged(ctx, key)
 		if gerr == nil {
 			var lb lockBody
-			if json.Unmarshal(cur, &lb) != nil || time.Now().UnixMilli() > lb.Expires {
-				// The holder's lease ran out: take over, but only this
-				// exact stale version.
+			if json.Unmarshal(cur, &lb) != nil || time.Now().UnixMilli() > lb.Expires || holderGone(&lb) {
+				// The holder's lease ran out or its process is gone: take
+				// over, but only this exact stale version.
 				if tag, err := s.put(ctx, key, body(), aws.String(curTag), nil); err == nil {
 					return s.hold(key, owner, tag, body), nil
 				} else if err != errPrecondition {
