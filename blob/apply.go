@@ -480,8 +480,9 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 	}
 	var segFP idem.Fingerprint
 	listed := map[string]bool{}
-	for i := 0; i*rowsPerFile < len(rows); i++ {
-		chunk := rows[i*rowsPerFile : min(len(rows), (i+1)*rowsPerFile)]
+	per := t.rowsPerFile
+	for i := 0; i*per < len(rows); i++ {
+		chunk := rows[i*per : min(len(rows), (i+1)*per)]
 		var fileFP idem.Fingerprint
 		for _, r := range chunk {
 			rh := h.Hash(r)

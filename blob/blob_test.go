@@ -1,11 +1,10 @@
-package blob_test
+package blob
 
 import (
 	"context"
 	"testing"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/blob"
 	"github.com/idemhq/idem/conformance"
 )
 
@@ -15,7 +14,7 @@ func TestConformanceFile(t *testing.T) {
 	conformance.Run(t, conformance.Backend{
 		Name:    "file",
 		NewURL:  func(t *testing.T) string { return "file:" + t.TempDir() },
-		Open:    func(ctx context.Context, url string) (idem.Target, error) { return blob.Open(ctx, url) },
+		Open:    func(ctx context.Context, url string) (idem.Target, error) { return Open(ctx, url) },
 		NoQuery: noQuery,
 	})
 }

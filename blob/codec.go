@@ -32,11 +32,11 @@ const (
 	FormatJSONL   = "jsonl"
 )
 
-// Sizes of what is written. A partition of up to rowsPerFile rows is one
-// file; row groups bound what a reader must hold at once.
+// Sizes of what is written. A folder of up to defaultRowsPerFile rows is
+// one file; row groups bound what a reader must hold at once.
 const (
-	rowsPerFile  = 1 << 20
-	rowsPerGroup = 64 << 10
+	defaultRowsPerFile = 1 << 20
+	rowsPerGroup       = 64 << 10
 )
 
 // writerID is the fixed "created_by" of every Parquet file: the library's

@@ -2,6 +2,8 @@ package blob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -309,6 +311,9 @@ func (t *Target) readState(ctx context.Context, table string) (*tableState, erro
 	return ts, nil
 }
 
+// errChanged is a listed file whose bytes are not the listed ones.
+var errChanged = errors.New("file changed under its manifest")
+
 // readRows decodes a folder's files (as listed by m) into rows laid out as
 // schema, calling fn for each. Files are fetched before any row is
 // returned, so a concurrent commit (which deletes replaced files) makes the
@@ -319,6 +324,11 @@ func (t *Target) readRows(ctx context.Context, table string, s segment, m *manif
 		b, err := t.st.Get(ctx, tableDir(table)+s.dir+f.Name)
 		if err != nil {
 			return err
+		}
+		// The manifest names each file's content: a file that is not
+		// that content is not this version (or was tampered with).
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != f.SHA256 {
+			return fmt.Errorf("%s%s%s: content differs from its manifest's sha256: %w", tableDir(table), s.dir, f.Name, errChanged)
 		}
 		datas[i] = b
 	}

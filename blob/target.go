@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,8 +56,9 @@ import (
 
 // Target is a file: or s3:// target.
 type Target struct {
-	st    Store
-	codec codec
+	st          Store
+	codec       codec
+	rowsPerFile int
 }
 
 var _ idem.Target = (*Target)(nil)
@@ -68,12 +70,13 @@ func New(st Store, format, compression string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Target{st: st, codec: c}, nil
+	return &Target{st: st, codec: c, rowsPerFile: defaultRowsPerFile}, nil
 }
 
 // Open opens file:DIR or s3://bucket/prefix URLs. Options are URL query
 // parameters: format=parquet|csv|jsonl, compression=none|snappy|gzip|zstd,
-// and for S3 endpoint=URL, region=NAME, lease=DURATION (lock lease).
+// rows_per_file=N (a folder's rows are split into files of at most N
+// rows), and for S3 endpoint=URL, region=NAME, lease=DURATION (lock lease).
 func Open(ctx context.Context, raw string) (*Target, error) {
 	switch {
 	case strings.HasPrefix(raw, "file:"):
@@ -87,18 +90,17 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 		if path == "" {
 			return nil, idem.BadInput("%q: file URL needs a directory, e.g. file:out or file:/data/warehouse", raw)
 		}
-		if err := onlyParams(q, "format", "compression"); err != nil {
+		if err := onlyParams(q, "format", "compression", "rows_per_file"); err != nil {
 			return nil, err
 		}
-		c, err := checkCodec(q.Get("format"), q.Get("compression"))
+		t, err := newTarget(q)
 		if err != nil {
 			return nil, err
 		}
-		st, err := NewLocal(path)
-		if err != nil {
+		if t.st, err = NewLocal(path); err != nil {
 			return nil, err
 		}
-		return &Target{st: st, codec: c}, nil
+		return t, nil
 	case strings.HasPrefix(raw, "s3://"):
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -111,10 +113,10 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 			return nil, idem.BadInput("%s: want s3://bucket/prefix", raw)
 		}
 		q := u.Query()
-		if err := onlyParams(q, "format", "compression", "endpoint", "region", "lease"); err != nil {
+		if err := onlyParams(q, "format", "compression", "rows_per_file", "endpoint", "region", "lease"); err != nil {
 			return nil, err
 		}
-		c, err := checkCodec(q.Get("format"), q.Get("compression"))
+		t, err := newTarget(q)
 		if err != nil {
 			return nil, err
 		}
@@ -124,13 +126,28 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 				return nil, idem.BadInput("lease=%q: want a duration of at least 1s", s)
 			}
 		}
-		st, err := NewS3(ctx, S3Options{Bucket: u.Host, Prefix: u.Path, Endpoint: q.Get("endpoint"), Region: q.Get("region"), Lease: lease})
-		if err != nil {
+		if t.st, err = NewS3(ctx, S3Options{Bucket: u.Host, Prefix: u.Path, Endpoint: q.Get("endpoint"), Region: q.Get("region"), Lease: lease}); err != nil {
 			return nil, err
 		}
-		return &Target{st: st, codec: c}, nil
+		return t, nil
 	}
 	return nil, idem.BadInput("%s: not a file: or s3:// URL", idem.RedactURL(raw))
+}
+
+func newTarget(q url.Values) (*Target, error) {
+	c, err := checkCodec(q.Get("format"), q.Get("compression"))
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{codec: c, rowsPerFile: defaultRowsPerFile}
+	if s := q.Get("rows_per_file"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, idem.BadInput("rows_per_file=%q: want a positive number", s)
+		}
+		t.rowsPerFile = n
+	}
+	return t, nil
 }
 
 func onlyParams(q url.Values, known ...string) error {
@@ -198,7 +215,7 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 				rows = append(rows, r)
 				return nil
 			})
-			if errors.Is(err, ErrNotFound) && attempt < 5 {
+			if (errors.Is(err, ErrNotFound) || errors.Is(err, errChanged)) && attempt < 5 {
 				if m, _, err = t.readManifest(ctx, table, s); err != nil {
 					return err
 				}
