@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/idemhq/idem"
 )
@@ -284,10 +285,24 @@ func (t *Target) readState(ctx context.Context, table string) (*tableState, erro
 		return nil, err
 	}
 	ts := &tableState{lay: lay, mans: map[string]*manifest{}}
-	// Newest manifests first decide the column order, so a column added
-	// by --evolve sits where the latest load put it.
-	for _, s := range lay.all() {
-		m, _, err := t.readManifest(ctx, table, s)
+	segs := lay.all()
+	// Fetched side by side: on S3 each is a round trip, and a table has
+	// a folder per day.
+	mans := make([]*manifest, len(segs))
+	errs := make([]error, len(segs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, s := range segs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, s segment) {
+			defer func() { <-sem; wg.Done() }()
+			mans[i], _, errs[i] = t.readManifest(ctx, table, s)
+		}(i, s)
+	}
+	wg.Wait()
+	for i, s := range segs {
+		m, err := mans[i], errs[i]
 		if err != nil {
 			return nil, err
 		}

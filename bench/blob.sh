@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# bench/blob.sh — idem load into file: and s3:// targets: one Parquet
+# partition per order date (30 partitions) of the generated 1M-row orders,
+# first write, identical rerun and forced rerun, with peak memory. Prints the
+# numbers and the ratios of this one run. See bench/README.md.
+#
+#   bash bench/blob.sh [ROWS]          # default 1000000
+#
+# S3: set IDEM_TEST_S3 (e.g. s3://idem-test?endpoint=http://127.0.0.1:7070)
+# and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; without it only file: runs.
+# The bucket must exist (.ci/run's tests create it).
+set -euo pipefail
+
+ROWS="${1:-1000000}"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=bench/out
+IDEM="$OUT/idem"
+DAYS=30
+mkdir -p "$OUT"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+TIMEBIN=""
+[[ -x /usr/bin/time ]] && TIMEBIN=/usr/bin/time
+
+CGO_ENABLED=0 go build -o "$IDEM" ./cmd/idem
+echo "idem built from $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench' || echo ' +uncommitted changes')"
+
+ORIG="$OUT/orders.csv"
+if [[ ! -s "$ORIG" || "$(($(wc -l <"$ORIG") - 1))" != "$ROWS" ]]; then
+	go run ./bench/genorders -rows "$ROWS" -days "$DAYS" >"$ORIG"
+fi
+# One file per order date (untimed): the unit a daily pipeline loads.
+SPLIT="$TMP/days"
+mkdir -p "$SPLIT"
+awk -F, -v dir="$SPLIT" 'NR == 1 { h = $0; next }
+	{ d = $5; f = dir "/" d ".csv"; if (!(f in seen)) { print h > f; seen[f] = 1 } print >> f }' "$ORIG"
+mapfile -t DATES < <(ls "$SPLIT" | sed 's/\.csv$//' | sort)
+echo "${#DATES[@]} partitions of ~$((ROWS / ${#DATES[@]})) rows from $ORIG"
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# loop URL [EXTRA...]: loads every date into URL; sets SECS and PEAK_MB
+# (largest max RSS of the 30 processes).
+loop() {
+	local url="$1"; shift
+	local t0 d peak=0 kb
+	t0=$(now)
+	for d in "${DATES[@]}"; do
+		local cmd=("$IDEM" load "$SPLIT/$d.csv" --to "$url" --table orders --partition "order_date=$d" --execution-date "$d" "$@")
+		if [[ -n "$TIMEBIN" ]]; then
+			"$TIMEBIN" -v -o "$TMP/time" "${cmd[@]}" >"$TMP/line"
+			kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$TMP/time")
+			((kb > peak)) && peak=$kb
+		else
+			"${cmd[@]}" >"$TMP/line"
+		fi
+	done
+	SECS=$(elapsed "$t0" "$(now)")
+	PEAK_MB=$((peak / 1024))
+	LAST=$(cat "$TMP/line")
+}
+
+declare -a REPORT
+run_target() {
+	local name="$1" url="$2"
+	echo
+	echo "== $name: $url"
+	loop "$url"
+	local first=$SECS first_mb=$PEAK_MB
+	echo "  first write: ${first}s, $(awk -v r="$ROWS" -v s="$first" 'BEGIN { printf "%.0f", r / s }') rows/s, peak ${first_mb} MB"
+	echo "  last line:   $LAST"
+	loop "$url"
+	local rerun=$SECS rerun_mb=$PEAK_MB
+	echo "  identical rerun: ${rerun}s, peak ${rerun_mb} MB   ($LAST)"
+	loop "$url" --force
+	local forced=$SECS forced_mb=$PEAK_MB
+	echo "  forced rerun (reads, re-encodes, uploads nothing): ${forced}s, peak ${forced_mb} MB"
+	local ratio fratio
+	ratio=$(awk -v a="$rerun" -v b="$first" 'BEGIN { printf "%.3f", a / b }')
+	fratio=$(awk -v a="$forced" -v b="$first" 'BEGIN { printf "%.3f", a / b }')
+	local peak=$first_mb
+	((rerun_mb > peak)) && peak=$rerun_mb
+	((forced_mb > peak)) && peak=$forced_mb
+	REPORT+=("$(printf '%-6s %9.0f rows/s  first %7ss  rerun %7ss (%.3fx, target <= 0.2x: %s)  forced %7ss (%.3fx)  peak %4d MB (target <= 200: %s)' \
+		"$name" "$(awk -v r="$ROWS" -v s="$first" 'BEGIN { print r / s }')" "$first" "$rerun" "$ratio" \
+		"$(awk -v x="$ratio" 'BEGIN { print (x <= 0.2) ? "ok" : "MISS" }')" "$forced" "$fratio" "$peak" \
+		"$( ((peak <= 200)) && echo ok || echo MISS)")")
+}
+
+FILEDIR="$TMP/warehouse"
+run_target file "file:$FILEDIR"
+echo "  on disk: $(du -sh "$FILEDIR/orders" | cut -f1) in $(find "$FILEDIR/orders" -name 'part-*' | wc -l) data files"
+
+if [[ -n "${IDEM_TEST_S3:-}" ]]; then
+	S3URL=$(IDEM_TEST_S3="$IDEM_TEST_S3" python3 - <<'PY' 2>/dev/null || true
+import os, urllib.parse, time
+u = urllib.parse.urlsplit(os.environ["IDEM_TEST_S3"])
+print(urllib.parse.urlunsplit((u.scheme, u.netloc, u.path.rstrip("/") + "/bench-%d" % int(time.time()), u.query, "")))
+PY
+)
+	[[ -n "$S3URL" ]] || S3URL="${IDEM_TEST_S3%%\?*}/bench-$(date +%s)?${IDEM_TEST_S3#*\?}"
+	run_target s3 "$S3URL"
+else
+	echo
+	echo "== s3: skipped (IDEM_TEST_S3 is not set)"
+fi
+
+echo
+echo "== results ($ROWS rows, ${#DATES[@]} partitions, one idem process per partition)"
+printf '%s\n' "${REPORT[@]}"
