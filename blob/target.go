@@ -179,9 +179,11 @@ func (t *Target) Describe(ctx context.Context, table string) (idem.Schema, error
 	return ts.schema, nil
 }
 
-// Scan reads the table or partition through the manifests. Each folder is
-// read as one version: if a concurrent load replaces it mid-read (its old
-// files vanish), the folder is read again from its new manifest.
+// Scan reads the table or partition through the manifests, streaming rows
+// (a folder's compressed files are held in memory, its rows are not). Each
+// folder is read as one version: if a concurrent load replaces it mid-read
+// (its old files vanish), the folder is read again from its new manifest.
+// Different folders may be read at different versions.
 func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
 	ts, err := t.readState(ctx, table)
 	if err != nil {
@@ -210,12 +212,18 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 			if m == nil {
 				break
 			}
-			var rows []idem.Row
+			// readRows fetches and checks every file before it returns a
+			// row, so a replaced version fails before anything was passed
+			// on, and the folder can be read again from its new manifest.
+			emitted := false
 			err := t.readRows(ctx, table, s, m, schema, func(r idem.Row) error {
-				rows = append(rows, r)
-				return nil
+				emitted = true
+				if filter && (r[pidx].Null || r[pidx].S != part.Value) {
+					return nil
+				}
+				return fn(schema, r)
 			})
-			if (errors.Is(err, ErrNotFound) || errors.Is(err, errChanged)) && attempt < 5 {
+			if !emitted && (errors.Is(err, ErrNotFound) || errors.Is(err, errChanged)) && attempt < 5 {
 				if m, _, err = t.readManifest(ctx, table, s); err != nil {
 					return err
 				}
@@ -223,14 +231,6 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 			}
 			if err != nil {
 				return err
-			}
-			for _, r := range rows {
-				if filter && (r[pidx].Null || r[pidx].S != part.Value) {
-					continue
-				}
-				if err := fn(schema, r); err != nil {
-					return err
-				}
 			}
 			break
 		}
