@@ -94,7 +94,15 @@ func (k *keyer) key(r idem.Row) string {
 type oldRow struct {
 	dir     string
 	row     idem.Row
+	h       idem.RowHash
 	changed bool
+}
+
+// hrow is a row with its fingerprint hash, computed once: hashing is a
+// large part of a load's CPU time.
+type hrow struct {
+	row idem.Row
+	h   idem.RowHash
 }
 
 // Apply runs one load: lock, read the folders in scope, merge, write the
@@ -164,7 +172,11 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		ky.idx = append(ky.idx, j)
 		ky.types = append(ky.types, out[j].Type)
 	}
-	var rows []idem.Row
+	h := idem.NewRowHasher(out)
+	// The input's own hash is the table's when the load writes every
+	// column of the table (the hasher orders columns by name).
+	sameHash := len(out) == len(p.Columns)
+	var rows []hrow
 	var poss []idem.Pos
 	for n := 0; ; n++ {
 		r, err := in.Next()
@@ -181,7 +193,11 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		for i, v := range r {
 			row[outIdx[i]] = v
 		}
-		rows = append(rows, row)
+		rh := in.LastHash()
+		if !sameHash {
+			rh = h.Hash(row)
+		}
+		rows = append(rows, hrow{row, rh})
 		if keyed {
 			poss = append(poss, in.Pos())
 		}
@@ -198,7 +214,7 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		kept := rows[:0]
 		keptPos := poss[:0]
 		for i, r := range rows {
-			k := ky.key(r)
+			k := ky.key(r.row)
 			if j, dup := first[k]; dup {
 				switch p.Dedupe {
 				case idem.DedupeFirst:
@@ -211,7 +227,7 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 				}
 				vals := make([]string, len(ky.idx))
 				for x, c := range ky.idx {
-					vals[x] = r[c].S
+					vals[x] = r.row[c].S
 				}
 				return nil, &idem.InputError{File: poss[i].File, Line: poss[i].Line,
 					Msg: fmt.Sprintf("duplicate key (%s)=(%s): the same key is at %s:%d (use --dedupe first|last to keep one)",
@@ -240,7 +256,7 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	inScope := func(r idem.Row) bool {
 		return !filter || (!r[pidx].Null && r[pidx].S == p.Partition.Value)
 	}
-	final := map[string][]idem.Row{}
+	final := map[string][]hrow{}
 	dirty := map[string]bool{}
 	var oldIn []oldRow
 	for _, s := range segs {
@@ -251,9 +267,9 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		}
 		err := t.readRows(ctx, p.Table, s, m, out, func(r idem.Row) error {
 			if inScope(r) {
-				oldIn = append(oldIn, oldRow{dir: s.dir, row: r})
+				oldIn = append(oldIn, oldRow{dir: s.dir, row: r, h: h.Hash(r)})
 			} else {
-				final[s.dir] = append(final[s.dir], r)
+				final[s.dir] = append(final[s.dir], hrow{r, h.Hash(r)})
 			}
 			return nil
 		})
@@ -265,22 +281,21 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		}
 	}
 
-	h := idem.NewRowHasher(out)
 	var c struct{ ins, upd, del, unch, skip int64 }
 	c.skip = skipped
 	if !keyed {
 		var fpOld, fpNew idem.Fingerprint
 		for _, o := range oldIn {
-			fpOld.Add(h.Hash(o.row))
+			fpOld.Add(o.h)
 		}
 		for _, r := range rows {
-			fpNew.Add(h.Hash(r))
+			fpNew.Add(r.h)
 		}
 		if fpOld == fpNew {
 			// The scope already holds exactly these rows: keep its files.
 			c.unch = rowsIn
 			for _, o := range oldIn {
-				final[o.dir] = append(final[o.dir], o.row)
+				final[o.dir] = append(final[o.dir], hrow{o.row, o.h})
 			}
 		} else {
 			c.ins, c.del = rowsIn, int64(len(oldIn))
@@ -288,7 +303,7 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 				dirty[o.dir] = true
 			}
 			for _, r := range rows {
-				d := segOf(r)
+				d := segOf(r.row)
 				final[d] = append(final[d], r)
 				dirty[d] = true
 			}
@@ -299,12 +314,13 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 			oldMap[ky.key(o.row)] = j
 		}
 		matched := make([]bool, len(oldIn))
-		var fresh []idem.Row
-		for _, r := range rows {
+		var fresh []hrow
+		for _, hr := range rows {
+			r := hr.row
 			j, ok := oldMap[ky.key(r)]
 			if !ok {
 				c.ins++
-				fresh = append(fresh, r)
+				fresh = append(fresh, hr)
 				continue
 			}
 			matched[j] = true
@@ -328,6 +344,11 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 					merged[x] = r[x]
 				}
 				oldIn[j].row, oldIn[j].changed = merged, true
+				if sameHash {
+					oldIn[j].h = hr.h // every column came from the input
+				} else {
+					oldIn[j].h = h.Hash(merged)
+				}
 			}
 		}
 		replaceish := p.Strategy == idem.Merge || p.Strategy == idem.Replace || p.Strategy == idem.ReplacePartition
@@ -342,10 +363,10 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 				d = segOf(o.row)
 				dirty[o.dir], dirty[d] = true, true
 			}
-			final[d] = append(final[d], o.row)
+			final[d] = append(final[d], hrow{o.row, o.h})
 		}
 		for _, r := range fresh {
-			d := segOf(r)
+			d := segOf(r.row)
 			final[d] = append(final[d], r)
 			dirty[d] = true
 		}
@@ -353,8 +374,8 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	var outFP idem.Fingerprint
 	for _, rs := range final {
 		for _, r := range rs {
-			if p.Partition == nil || (!r[pidx].Null && r[pidx].S == p.Partition.Value) {
-				outFP.Add(h.Hash(r))
+			if p.Partition == nil || (!r.row[pidx].Null && r.row[pidx].S == p.Partition.Value) {
+				outFP.Add(r.h)
 			}
 		}
 	}
@@ -387,11 +408,11 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		if keyed {
 			keys := make([]string, len(rs))
 			for i, r := range rs {
-				keys[i] = ky.key(r)
+				keys[i] = ky.key(r.row)
 			}
 			sort.Sort(byKey{keys, rs})
 		}
-		pd, err := t.writeFiles(ctx, p, segment{dir: d, value: segVal[d]}, partCol, out, rs, h)
+		pd, err := t.writeFiles(ctx, p, segment{dir: d, value: segVal[d]}, partCol, out, rs)
 		if err != nil {
 			return nil, err
 		}
@@ -434,7 +455,7 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 
 type byKey struct {
 	keys []string
-	rows []idem.Row
+	rows []hrow
 }
 
 func (b byKey) Len() int           { return len(b.keys) }
@@ -454,7 +475,7 @@ type pending struct {
 // writeFiles stores a folder's new content under content-addressed names,
 // skipping files already present with the same name and size (the name
 // carries the content hash), and returns its manifest-to-be.
-func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCol string, schema idem.Schema, rows []idem.Row, h *idem.RowHasher) (*pending, error) {
+func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCol string, schema idem.Schema, hrows []hrow) (*pending, error) {
 	prefix := tableDir(p.Table) + s.dir
 	objs, _, err := t.st.List(ctx, prefix)
 	if err != nil {
@@ -481,13 +502,16 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 	var segFP idem.Fingerprint
 	listed := map[string]bool{}
 	per := t.rowsPerFile
+	rows := make([]idem.Row, len(hrows))
+	for i, r := range hrows {
+		rows[i] = r.row
+	}
 	for i := 0; i*per < len(rows); i++ {
 		chunk := rows[i*per : min(len(rows), (i+1)*per)]
 		var fileFP idem.Fingerprint
-		for _, r := range chunk {
-			rh := h.Hash(r)
-			fileFP.Add(rh)
-			segFP.Add(rh)
+		for _, r := range hrows[i*per : min(len(rows), (i+1)*per)] {
+			fileFP.Add(r.h)
+			segFP.Add(r.h)
 		}
 		enc, err := t.codec.encode(schema, skip, chunk)
 		if err != nil {
