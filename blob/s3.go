@@ -45,8 +45,7 @@ type S3Options struct {
 }
 
 // NewS3 connects with credentials from the standard AWS environment
-// variables (or shared config), and checks that the bucket exists so a
-// typo fails at once with a clear message.
+// variables (or shared config).
 func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	if o.Region == "" {
 		o.Region = "us-east-1"
@@ -75,11 +74,10 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	st := &S3{client: client, bucket: o.Bucket, prefix: prefix, lease: o.Lease, label: "s3://" + o.Bucket + "/" + prefix}
-	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(o.Bucket)}); err != nil {
-		return nil, st.wrap("bucket", err)
-	}
-	return st, nil
+	// No probe of the bucket here: it would cost every run a round trip,
+	// and every call's error already says "bucket does not exist" or
+	// "access denied" (wrap).
+	return &S3{client: client, bucket: o.Bucket, prefix: prefix, lease: o.Lease, label: "s3://" + o.Bucket + "/" + prefix}, nil
 }
 
 func (s *S3) String() string { return s.label }
