@@ -1,7 +1,6 @@
 package blob
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -496,4 +495,3 @@ func runEnv(t *testing.T, env []string, args ...string) conformance.CLIResult {
 	return r
 }
 
-var _ = bytes.MinRead

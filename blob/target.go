@@ -322,8 +322,8 @@ func (t *Target) putRun(ctx context.Context, r *idem.Run) error {
 func (t *Target) RecordSkip(ctx context.Context, r *idem.Run) error { return t.putRun(ctx, r) }
 
 type runRef struct {
-	table, key, name string
-	inline           *idem.Run
+	key, name string
+	inline    *idem.Run
 }
 
 // LastRun reads only the ledger folder (two requests): it serves the rerun
@@ -396,7 +396,7 @@ func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error)
 			}
 			for _, o := range objs {
 				if strings.HasSuffix(o.Name, ".json") && !strings.HasPrefix(o.Name, tmpPrefix) {
-					refs = append(refs, runRef{table: table, key: base + l + o.Name, name: o.Name})
+					refs = append(refs, runRef{key: base + l + o.Name, name: o.Name})
 					seen[o.Name] = true
 				}
 			}
@@ -429,7 +429,7 @@ func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error)
 			}
 			if name := runObjectName(&r); !seen[name] {
 				seen[name] = true
-				refs = append(refs, runRef{table: table, name: name, inline: &r})
+				refs = append(refs, runRef{name: name, inline: &r})
 			}
 		}
 	}
