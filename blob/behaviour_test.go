@@ -494,4 +494,3 @@ func runEnv(t *testing.T, env []string, args ...string) conformance.CLIResult {
 	}
 	return r
 }
-
