@@ -33,7 +33,26 @@ func s3URL(t *testing.T) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/t" + hex.EncodeToString(b[:])
+	prefix := strings.TrimPrefix(u.Path, "/") + "/"
+	t.Cleanup(func() { removePrefix(t, u, prefix) })
 	return u.String()
+}
+
+// removePrefix deletes what a test left under its prefix, so repeated runs
+// do not fill the server's disk.
+func removePrefix(t *testing.T, u *url.URL, prefix string) {
+	c := s3Client(t, u)
+	ctx := context.Background()
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(u.Host), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return
+		}
+		for _, o := range page.Contents {
+			c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(u.Host), Key: o.Key})
+		}
+	}
 }
 
 func s3Client(t *testing.T, u *url.URL) *s3.Client {
