@@ -30,8 +30,8 @@
 //     DuckDB's read_parquet('t/*/*.parquet')) sees the old files until step
 //     3 starts, old and new files together from then until step 6 ends
 //     (duplicated rows), and the new files after. That window is the time
-//     to upload the new files plus one manifest PUT plus the deletes; for
-//     a day's partition of ~33k rows it is tens of milliseconds. Locally
+//     to upload the new files plus one manifest PUT, one ledger PUT and the
+//     deletes; when the partition did not change there is no window. Locally
 //     the temporary files start with "." so listing readers skip them.
 //
 // A load without --partition on a partitioned table commits each partition
