@@ -27,6 +27,10 @@ type Backend struct {
 	NewURL func(t *testing.T) string
 	// Open opens a target URL.
 	Open func(ctx context.Context, url string) (idem.Target, error)
+	// NoQuery, when not empty, says why the target cannot be a --from
+	// query source (files and object stores run no SQL): the query-source
+	// checks are skipped with that reason, everything else still runs.
+	NoQuery string
 }
 
 // Run runs the whole suite.

@@ -29,7 +29,7 @@ import (
 
 // Options controls how files are parsed.
 type Options struct {
-	// Format is "csv", "tsv", "jsonl" (alias "ndjson"), or "" to infer it
+	// Format is "csv", "tsv", "jsonl" (alias "ndjson"), "parquet", or "" to infer it
 	// from each file's extension (.csv .tsv .jsonl .ndjson, optionally
 	// followed by .gz or .zst). Required for "-" (stdin).
 	Format string
@@ -233,7 +233,7 @@ func Open(patterns []string, stdin io.Reader, opt Options) (idem.RecordReader, e
 	}
 	for _, f := range files {
 		if f == "-" && opt.Format == "" {
-			return nil, idem.BadInput("reading stdin (-) needs --format (csv, tsv or jsonl)")
+			return nil, idem.BadInput("reading stdin (-) needs --format (csv, tsv, jsonl or parquet)")
 		}
 		if _, err := formatOf(f, opt.Format); err != nil {
 			return nil, err
@@ -256,12 +256,12 @@ func Open(patterns []string, stdin io.Reader, opt Options) (idem.RecordReader, e
 
 func checkOptions(opt *Options) error {
 	switch f := strings.ToLower(opt.Format); f {
-	case "", formatCSV, formatTSV, formatJSONL:
+	case "", formatCSV, formatTSV, formatJSONL, formatParquet:
 		opt.Format = f
 	case "ndjson":
 		opt.Format = formatJSONL
 	default:
-		return idem.BadInput("unknown format %q (want csv, tsv or jsonl)", opt.Format)
+		return idem.BadInput("unknown format %q (want csv, tsv, jsonl or parquet)", opt.Format)
 	}
 	if opt.NoHeader && len(opt.Columns) == 0 {
 		return idem.BadInput("--no-header needs --columns")
@@ -302,8 +302,10 @@ func formatOf(name, forced string) (string, error) {
 		return formatTSV, nil
 	case ".jsonl", ".ndjson":
 		return formatJSONL, nil
+	case ".parquet":
+		return formatParquet, nil
 	}
-	return "", &idem.InputError{File: name, Msg: "cannot tell the format from the file name; give --format (csv, tsv or jsonl)"}
+	return "", &idem.InputError{File: name, Msg: "cannot tell the format from the file name; give --format (csv, tsv, jsonl or parquet)"}
 }
 
 func openError(name string, err error) error {
@@ -450,6 +452,10 @@ func (r *reader) openFile(name string) (fileReader, error) {
 		case strings.HasSuffix(lower, ".zst"):
 			comp = "zstd"
 		}
+	}
+	if format == formatParquet {
+		f, _ := closer.(*os.File)
+		return openParquetFile(name, f, src, comp)
 	}
 	rc, err := decompress(name, src, closer, comp)
 	if err != nil {

@@ -34,7 +34,7 @@ func loadCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "load [SOURCE...] --table NAME [flags]",
 		Short: "Load rows into a table with an idempotent write strategy",
-		Long: `Load rows from files (CSV, TSV, JSON lines; .gz/.zst; globs; - for stdin)
+		Long: `Load rows from files (CSV, TSV, JSON lines, Parquet; .gz/.zst; globs; - for stdin)
 or from a SQL query into a target, with a write strategy that makes a rerun
 change nothing. The whole input is validated before anything is committed,
 the load is one transaction, and the run is recorded in idem_runs.
@@ -60,7 +60,7 @@ Strategies:
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.to, "to", "sqlite:idem.db", "target URL (sqlite:PATH, postgres://…)")
+	fl.StringVar(&f.to, "to", "sqlite:idem.db", "target URL (sqlite:PATH, postgres://…, file:DIR, s3://bucket/prefix?endpoint=…)")
 	fl.StringVar(&f.from, "from", "", "source database URL for --query")
 	fl.StringVar(&f.query, "query", "", "SQL query to read rows from (with --from); a template")
 	fl.StringVar(&f.table, "table", "", "target table (required)")
@@ -81,7 +81,7 @@ Strategies:
 	fl.BoolVar(&f.force, "force", false, "skip the rerun fast path (still writes only what differs)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fl.BoolVar(&f.noDigest, "no-digest", false, "keep no row digest: keyed reruns compare every row in the database (slower, stores nothing extra)")
-	fl.StringVar(&f.format, "format", "", "input format csv|tsv|jsonl (default: from the file extension; required for -)")
+	fl.StringVar(&f.format, "format", "", "input format csv|tsv|jsonl|parquet (default: from the file extension; required for -)")
 	fl.BoolVar(&f.noHeader, "no-header", false, "CSV/TSV files have no header line (then give --columns)")
 	fl.StringVar(&f.columns, "columns", "", "column names for --no-header, comma-separated")
 	fl.StringVar(&f.null, "null", "", "CSV NULL marker (default: unquoted empty field)")

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/blob"
 	"github.com/idemhq/idem/postgres"
 	"github.com/idemhq/idem/sqlite"
 )
@@ -30,10 +31,12 @@ func openTarget(ctx context.Context, raw string) (idem.Target, error) {
 			return nil, idem.BadInput("malformed URL %s", idem.RedactURL(raw))
 		}
 		return postgres.Open(ctx, raw)
+	case strings.HasPrefix(raw, "file:"), strings.HasPrefix(raw, "s3://"):
+		return blob.Open(ctx, raw)
 	}
 	scheme, _, ok := strings.Cut(raw, ":")
 	if !ok {
-		return nil, idem.BadInput("%q is not a target URL (want sqlite:PATH or postgres://…)", idem.RedactURL(raw))
+		return nil, idem.BadInput("%q is not a target URL (want sqlite:PATH, postgres://…, file:DIR or s3://bucket/prefix)", idem.RedactURL(raw))
 	}
-	return nil, idem.BadInput("unsupported URL scheme %q in %s (want sqlite: or postgres://)", scheme, idem.RedactURL(raw))
+	return nil, idem.BadInput("unsupported URL scheme %q in %s (want sqlite:, postgres://, file: or s3://)", scheme, idem.RedactURL(raw))
 }

@@ -1,0 +1,20 @@
+package blob
+
+import (
+	"context"
+	"testing"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/conformance"
+)
+
+const noQuery = "files and object stores run no SQL"
+
+func TestConformanceFile(t *testing.T) {
+	conformance.Run(t, conformance.Backend{
+		Name:    "file",
+		NewURL:  func(t *testing.T) string { return "file:" + t.TempDir() },
+		Open:    func(ctx context.Context, url string) (idem.Target, error) { return Open(ctx, url) },
+		NoQuery: noQuery,
+	})
+}

@@ -1,0 +1,462 @@
+// Package blob is idem's target for directories of data files and
+// S3-compatible object stores: Hive-style partition folders of Parquet
+// (default), CSV or JSON-lines files, replaced atomically for any reader
+// that follows the folder's manifest, byte-identical on rerun.
+//
+// # Commit protocol (one folder: a partition, or an unpartitioned table)
+//
+//  1. Take the lock (flock locally; a conditional-PUT lock object with a
+//     lease on S3).
+//  2. Read the current manifest and files, merge the input by the strategy.
+//  3. Write the new files under content-addressed names
+//     (part-NNNNN-<sha256 prefix>.<ext>): the same rows give the same name
+//     and bytes, so a file that is already there is not written again, and
+//     a new version never overwrites a file the current manifest lists.
+//  4. Write _idem_manifest.json (the commit point): files, row counts,
+//     fingerprints, the run and its execution date.
+//  5. Append the run to the ledger folder _idem_runs/.
+//  6. Delete the files of the previous version (and leftovers of crashed
+//     loads).
+//
+// What readers see during a load:
+//
+//   - A reader that follows the manifest (idem itself; anything that reads
+//     _idem_manifest.json and then exactly the files it lists) sees the old
+//     version until step 4 and the new one after it, never a mix: files
+//     are immutable once listed. A reader that read the old manifest and
+//     is still fetching its files after step 6 gets "not found" and must
+//     re-read the manifest (idem retries).
+//   - A reader that lists the folder (e.g. spark.read.parquet("t/"),
+//     DuckDB's read_parquet('t/*/*.parquet')) sees the old files until step
+//     3 starts, old and new files together from then until step 6 ends
+//     (duplicated rows), and the new files after. That window is the time
+//     to upload the new files plus one manifest PUT, one ledger PUT and the
+//     deletes; when the partition did not change there is no window. Locally
+//     the temporary files start with "." so listing readers skip them.
+//
+// A load without --partition on a partitioned table commits each partition
+// it changes in turn: each is atomic, the set is not.
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idemhq/idem"
+)
+
+// Target is a file: or s3:// target.
+type Target struct {
+	st          Store
+	codec       codec
+	rowsPerFile int
+}
+
+var _ idem.Target = (*Target)(nil)
+
+// New makes a target over a store, writing files in the given format and
+// compression ("" for the defaults: Parquet with snappy).
+func New(st Store, format, compression string) (*Target, error) {
+	c, err := checkCodec(format, compression)
+	if err != nil {
+		return nil, err
+	}
+	return &Target{st: st, codec: c, rowsPerFile: defaultRowsPerFile}, nil
+}
+
+// Open opens file:DIR or s3://bucket/prefix URLs. Options are URL query
+// parameters: format=parquet|csv|jsonl, compression=none|snappy|gzip|zstd,
+// rows_per_file=N (a folder's rows are split into files of at most N
+// rows), and for S3 endpoint=URL, region=NAME, lease=DURATION (lock lease).
+func Open(ctx context.Context, raw string) (*Target, error) {
+	switch {
+	case strings.HasPrefix(raw, "file:"):
+		rest := strings.TrimPrefix(raw, "file:")
+		rest = strings.TrimPrefix(rest, "//")
+		path, query, _ := strings.Cut(rest, "?")
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, idem.BadInput("%s: bad options: %v", raw, err)
+		}
+		if path == "" {
+			return nil, idem.BadInput("%q: file URL needs a directory, e.g. file:out or file:/data/warehouse", raw)
+		}
+		if err := onlyParams(q, "format", "compression", "rows_per_file"); err != nil {
+			return nil, err
+		}
+		t, err := newTarget(q)
+		if err != nil {
+			return nil, err
+		}
+		if t.st, err = NewLocal(path); err != nil {
+			return nil, err
+		}
+		return t, nil
+	case strings.HasPrefix(raw, "s3://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, idem.BadInput("malformed URL %s", idem.RedactURL(raw))
+		}
+		if u.User != nil {
+			return nil, idem.BadInput("%s: put S3 credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, not in the URL", idem.RedactURL(raw))
+		}
+		if u.Host == "" {
+			return nil, idem.BadInput("%s: want s3://bucket/prefix", raw)
+		}
+		q := u.Query()
+		if err := onlyParams(q, "format", "compression", "rows_per_file", "endpoint", "region", "lease"); err != nil {
+			return nil, err
+		}
+		t, err := newTarget(q)
+		if err != nil {
+			return nil, err
+		}
+		var lease time.Duration
+		if s := q.Get("lease"); s != "" {
+			if lease, err = time.ParseDuration(s); err != nil || lease < time.Second {
+				return nil, idem.BadInput("lease=%q: want a duration of at least 1s", s)
+			}
+		}
+		if t.st, err = NewS3(ctx, S3Options{Bucket: u.Host, Prefix: u.Path, Endpoint: q.Get("endpoint"), Region: q.Get("region"), Lease: lease}); err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, idem.BadInput("%s: not a file: or s3:// URL", idem.RedactURL(raw))
+}
+
+func newTarget(q url.Values) (*Target, error) {
+	c, err := checkCodec(q.Get("format"), q.Get("compression"))
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{codec: c, rowsPerFile: defaultRowsPerFile}
+	if s := q.Get("rows_per_file"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, idem.BadInput("rows_per_file=%q: want a positive number", s)
+		}
+		t.rowsPerFile = n
+	}
+	return t, nil
+}
+
+func onlyParams(q url.Values, known ...string) error {
+	for k := range q {
+		ok := false
+		for _, n := range known {
+			ok = ok || k == n
+		}
+		if !ok {
+			return idem.BadInput("unknown URL option %q (known: %s)", k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+// Store is the object store under the target.
+func (t *Target) Store() Store { return t.st }
+
+func (t *Target) Close() error { return nil }
+
+func (t *Target) Describe(ctx context.Context, table string) (idem.Schema, error) {
+	ts, err := t.readState(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts.mans) == 0 {
+		return nil, fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+	}
+	return ts.schema, nil
+}
+
+// Scan reads the table or partition through the manifests, streaming rows
+// (a folder's compressed files are held in memory, its rows are not). Each
+// folder is read as one version: if a concurrent load replaces it mid-read
+// (its old files vanish), the folder is read again from its new manifest.
+// Different folders may be read at different versions.
+func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
+	ts, err := t.readState(ctx, table)
+	if err != nil {
+		return err
+	}
+	if len(ts.mans) == 0 {
+		return fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+	}
+	schema := ts.schema
+	var pidx int
+	if part != nil {
+		pidx = schema.Index(part.Column)
+		if pidx < 0 {
+			return idem.BadInput("table %q has no column %q to partition by", table, part.Column)
+		}
+		v, err := idem.Canon(schema[pidx].Type, part.Value)
+		if err != nil {
+			return idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+		}
+		part = &idem.Partition{Column: part.Column, Value: v}
+	}
+	segs, filter := ts.lay.scope(part)
+	for _, s := range segs {
+		m := ts.mans[s.dir]
+		for attempt := 0; ; attempt++ {
+			if m == nil {
+				break
+			}
+			// readRows fetches and checks every file before it returns a
+			// row, so a replaced version fails before anything was passed
+			// on, and the folder can be read again from its new manifest.
+			emitted := false
+			err := t.readRows(ctx, table, s, m, schema, func(r idem.Row) error {
+				emitted = true
+				if filter && (r[pidx].Null || r[pidx].S != part.Value) {
+					return nil
+				}
+				return fn(schema, r)
+			})
+			if !emitted && (errors.Is(err, ErrNotFound) || errors.Is(err, errChanged)) && attempt < 5 {
+				if m, _, err = t.readManifest(ctx, table, s); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// StateToken summarises, for each folder in scope, the files its manifest
+// lists and their current size and ETag (modification time locally), so
+// any rewrite, deletion or new commit changes it. It costs one manifest GET
+// and one LIST per folder.
+func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	lay, err := t.readLayout(ctx, table)
+	if err != nil {
+		return "", err
+	}
+	// The partition value is as the user spelt it: a non-canonical
+	// spelling names no folder and only misses the fast path.
+	segs, _ := lay.scope(part)
+	h := sha256.New()
+	any := false
+	for _, s := range segs {
+		m, _, err := t.readManifest(ctx, table, s)
+		if err != nil {
+			return "", err
+		}
+		objs, _, err := t.st.List(ctx, tableDir(table)+s.dir)
+		if err != nil {
+			return "", err
+		}
+		any = any || m != nil
+		writeTokenPiece(h, s, m, objs)
+	}
+	if !any && len(lay.all()) == 0 {
+		return "", fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+func writeTokenPiece(h interface{ Write([]byte) (int, error) }, s segment, m *manifest, objs []Object) {
+	fmt.Fprintf(h, "seg %q\n", s.dir)
+	if m == nil {
+		fmt.Fprintf(h, "none\n")
+		return
+	}
+	byName := make(map[string]Object, len(objs))
+	for _, o := range objs {
+		byName[o.Name] = o
+	}
+	for _, f := range m.Files {
+		o, ok := byName[f.Name]
+		if !ok {
+			fmt.Fprintf(h, "file %q %s missing\n", f.Name, f.SHA256)
+			continue
+		}
+		fmt.Fprintf(h, "file %q %s %d %s\n", f.Name, f.SHA256, o.Size, o.ETag)
+	}
+}
+
+// Ledger: one small object per run under <table>/_idem_runs/<partition>/,
+// named by finish time and run id so that a listing orders them. A
+// committed load also embeds its run in the manifest it wrote, which covers
+// a crash between the manifest and the ledger object.
+
+func runLabelDir(label string) string {
+	if label == "" {
+		return wholeTable + "/"
+	}
+	return esc(label) + "/"
+}
+
+func runObjectName(r *idem.Run) string {
+	ts, err := time.Parse(time.RFC3339Nano, r.FinishedAt)
+	if err != nil {
+		ts = time.Time{}
+	}
+	return ts.UTC().Format("20060102T150405.000000Z") + "_" + esc(r.RunID) + ".json"
+}
+
+func (t *Target) putRun(ctx context.Context, r *idem.Run) error {
+	b, err := json.Marshal(&runRecord{Run: *r, StateToken: r.StateToken})
+	if err != nil {
+		return err
+	}
+	_, err = t.st.Put(ctx, tableDir(r.Table)+runsDir+runLabelDir(r.Partition)+runObjectName(r), b)
+	return err
+}
+
+func (t *Target) RecordSkip(ctx context.Context, r *idem.Run) error { return t.putRun(ctx, r) }
+
+type runRef struct {
+	key, name string
+	inline    *idem.Run
+}
+
+// LastRun reads only the ledger folder (two requests): it serves the rerun
+// fast path, which needs the newest run's input digest and state token. A
+// run whose ledger object a crash prevented is left out here; its state
+// token would be unknown anyway, so the fast path is only missed once.
+func (t *Target) LastRun(ctx context.Context, table, partition string) (*idem.Run, error) {
+	dir := tableDir(table) + runsDir + runLabelDir(partition)
+	objs, _, err := t.st.List(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	newest := ""
+	for _, o := range objs {
+		if strings.HasSuffix(o.Name, ".json") && !strings.HasPrefix(o.Name, tmpPrefix) && o.Name > newest {
+			newest = o.Name
+		}
+	}
+	if newest == "" {
+		return nil, nil
+	}
+	b, err := t.st.Get(ctx, dir+newest)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec runRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %s: corrupt ledger entry: %w", t.st, dir+newest, err)
+	}
+	r := rec.run()
+	return &r, nil
+}
+
+func (t *Target) Runs(ctx context.Context, f idem.RunFilter) ([]idem.Run, error) {
+	var tables []string
+	if f.Table != "" {
+		tables = []string{f.Table}
+	} else {
+		_, dirs, err := t.st.List(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			if name, err := unesc(strings.TrimSuffix(d, "/")); err == nil {
+				tables = append(tables, name)
+			}
+		}
+	}
+	var refs []runRef
+	for _, table := range tables {
+		base := tableDir(table) + runsDir
+		var labels []string
+		if f.Partition != "" || f.ExactPartition {
+			labels = []string{runLabelDir(f.Partition)}
+		} else {
+			_, dirs, err := t.st.List(ctx, base)
+			if err != nil {
+				return nil, err
+			}
+			labels = dirs
+		}
+		seen := map[string]bool{}
+		for _, l := range labels {
+			objs, _, err := t.st.List(ctx, base+l)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range objs {
+				if strings.HasSuffix(o.Name, ".json") && !strings.HasPrefix(o.Name, tmpPrefix) {
+					refs = append(refs, runRef{key: base + l + o.Name, name: o.Name})
+					seen[o.Name] = true
+				}
+			}
+		}
+		// Runs whose ledger object a crash prevented: they live in the
+		// manifest they committed.
+		lay, err := t.readLayout(ctx, table)
+		if err != nil {
+			return nil, err
+		}
+		segs := lay.all()
+		if f.Partition != "" || f.ExactPartition {
+			if p, err := idem.ParsePartition(f.Partition); err == nil && f.Partition != "" {
+				segs, _ = lay.scope(p)
+			} else if f.Partition == "" && len(lay.parts) > 0 {
+				segs = nil // whole-table runs of a partitioned table are all in the ledger folder
+			}
+		}
+		for _, s := range segs {
+			m, _, err := t.readManifest(ctx, table, s)
+			if err != nil {
+				return nil, err
+			}
+			if m == nil || m.Run == nil {
+				continue
+			}
+			r := m.Run.run()
+			if (f.Partition != "" || f.ExactPartition) && r.Partition != f.Partition {
+				continue
+			}
+			if name := runObjectName(&r); !seen[name] {
+				seen[name] = true
+				refs = append(refs, runRef{name: name, inline: &r})
+			}
+		}
+	}
+	// Names start with the finish time at fixed width: newest first, then
+	// by run id, as the SQL ledger orders.
+	sort.Slice(refs, func(i, j int) bool { return refs[i].name > refs[j].name })
+	if f.Limit > 0 && len(refs) > f.Limit {
+		refs = refs[:f.Limit]
+	}
+	out := make([]idem.Run, 0, len(refs))
+	for _, ref := range refs {
+		if ref.inline != nil {
+			out = append(out, *ref.inline)
+			continue
+		}
+		b, err := t.st.Get(ctx, ref.key)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec runRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("%s: %s: corrupt ledger entry: %w", t.st, ref.key, err)
+		}
+		out = append(out, rec.run())
+	}
+	return out, nil
+}
