@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/idemhq/idem/httpidem"
@@ -40,6 +41,20 @@ func BenchmarkMiddleware(b *testing.B) {
 						b.Fatal(c)
 					}
 				}
+			})
+			// Many clients at once, as a proxy sees them: stores that
+			// group commits gain here.
+			b.Run("first-parallel", func(b *testing.B) {
+				var n atomic.Int64
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if c := req(fmt.Sprintf("%s-p%d", run, n.Add(1))); c != 201 {
+							b.Error(c)
+							return
+						}
+					}
+				})
 			})
 			req(run + "-replay")
 			b.Run("replay", func(b *testing.B) {

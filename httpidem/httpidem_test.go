@@ -15,6 +15,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/httpidem"
+	"github.com/idemhq/idem/memstore"
 )
 
 // upstream counts calls per request body and answers with a body that
@@ -330,5 +331,29 @@ func testSlowHandler(t *testing.T, k storeKind) {
 	}
 	if r := <-first; r.status != 201 || up.calls.Load() != 1 {
 		t.Fatalf("first: %d, upstream calls %d", r.status, up.calls.Load())
+	}
+}
+
+// TestOversizedResponse: a response over MaxResponseBytes is returned once
+// in full; replays carry its status and headers, an empty body and
+// Idempotent-Body-Omitted, and the handler does not run again.
+func TestOversizedResponse(t *testing.T) {
+	var calls atomic.Int64
+	big := strings.Repeat("x", 5000)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("X-Kind", "big")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, big)
+	})
+	srv := serve(t, memstore.New(), h, func(o *httpidem.Options) { o.MaxResponseBytes = 1000 })
+	key := `"` + idem.NewToken() + `"`
+	if r := do(t, srv.Client(), "POST", srv.URL+"/big", key, "b"); r.status != 202 || r.body != big {
+		t.Fatalf("first: %d, %d bytes", r.status, len(r.body))
+	}
+	r := do(t, srv.Client(), "POST", srv.URL+"/big", key, "b")
+	if r.status != 202 || r.body != "" || r.header.Get("Idempotent-Body-Omitted") != "true" ||
+		r.header.Get("Idempotent-Replayed") != "true" || r.header.Get("X-Kind") != "big" || calls.Load() != 1 {
+		t.Fatalf("replay: %d %q %v, calls %d", r.status, r.body, r.header, calls.Load())
 	}
 }
