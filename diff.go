@@ -164,29 +164,24 @@ func (d *Diff) compareSegment(a, b *Snapshot, ra, rb segRows, keyed bool) {
 // multisetMinus returns the rows of a not matched by an equal row of b, and
 // the reverse, keeping their order.
 func multisetMinus(a, b []spooledRow) (onlyA, onlyB []spooledRow) {
-	left := map[RowHash]int{}
+	return minus(a, b), minus(b, a)
+}
+
+// minus is the multiset difference a - b by row hash.
+func minus(a, b []spooledRow) []spooledRow {
+	left := make(map[RowHash]int, len(b))
 	for _, r := range b {
 		left[r.hash]++
 	}
+	var out []spooledRow
 	for _, r := range a {
 		if left[r.hash] > 0 {
 			left[r.hash]--
 			continue
 		}
-		onlyA = append(onlyA, r)
+		out = append(out, r)
 	}
-	right := map[RowHash]int{}
-	for _, r := range a {
-		right[r.hash]++
-	}
-	for _, r := range b {
-		if right[r.hash] > 0 {
-			right[r.hash]--
-			continue
-		}
-		onlyB = append(onlyB, r)
-	}
-	return onlyA, onlyB
+	return out
 }
 
 // compared lists the compared column names of a snapshot with their
