@@ -204,3 +204,47 @@ func sameStrings(a, b []string) bool {
 	sort.Strings(b)
 	return reflect.DeepEqual(a, b)
 }
+
+func TestDiffCLI(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.csv", "id,v,n\n1,x,1.50\n2,y,2\n3,z,3\n")
+	write(t, dir, "b.csv", "id,v,n\n1,x,1.5\n2,Y,2\n4,w,4\n")
+	for _, args := range [][]string{
+		{"load", "a.csv", "--table", "a", "--key", "id"},
+		{"load", "a.csv", "--table", "a2", "--key", "id"},
+		{"load", "b.csv", "--table", "b", "--key", "id"},
+	} {
+		if code, _, errs := runIn(t, dir, "", args...); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	if code, out, errs := runIn(t, dir, "", "diff", "--table", "a", "--with-table", "a2", "--key", "id"); code != 0 || strings.TrimSpace(out) != "identical" {
+		t.Fatalf("identical tables: exit %d %q %s", code, out, errs)
+	}
+	code, out, errs := runIn(t, dir, "", "diff", "--table", "a", "--with-table", "b", "--key", "id", "--json")
+	var d idem.Diff
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 3 {
+		t.Fatalf("exit %d %q %s %v", code, out, errs, err)
+	}
+	// 1.50 = 1.5: only id 2 changed (column v), 3 removed, 4 added.
+	if d.Changed != 1 || d.Removed != 1 || d.Added != 1 || d.SampleChanged[0].Key != "id=2" ||
+		d.SampleChanged[0].Columns[0].Column != "v" || d.SampleRemoved[0] != "id=3" || d.SampleAdded[0] != "id=4" {
+		t.Fatalf("diff: %+v", d)
+	}
+	// Across targets: the same rows in another database are identical.
+	if code, _, errs := runIn(t, dir, "", "load", "a.csv", "--to", "sqlite:other.db", "--table", "a", "--key", "id"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, errs := runIn(t, dir, "", "diff", "--table", "a", "--with", "sqlite:other.db"); code != 0 {
+		t.Fatalf("across targets: exit %d %q %s", code, out, errs)
+	}
+	for _, bad := range [][]string{
+		{"diff", "--table", "a"},
+		{"diff", "--table", "a", "--with-table", "nope"},
+		{"diff", "--table", "a", "--with-table", "b", "--key", "zz"},
+	} {
+		if code, _, errs := runIn(t, dir, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d %s, want 2", bad, code, errs)
+		}
+	}
+}
