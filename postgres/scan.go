@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/sqlplan"
 )
 
 // scanBatchBytes is how much COPY text the reader hands over at a time: big
@@ -73,13 +74,9 @@ func copyOutSQL(table string, schema idem.Schema, part *idem.Partition) (string,
 	if part == nil {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT", d.Quote(table), strings.Join(cols, ", ")), nil
 	}
-	j := schema.Index(part.Column)
-	if j < 0 {
-		return "", idem.BadInput("table %q has no column %q to partition by", table, part.Column)
-	}
-	v, err := idem.Canon(schema[j].Type, part.Value)
+	_, v, err := sqlplan.PartitionValue(table, schema, part)
 	if err != nil {
-		return "", idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+		return "", err
 	}
 	// An untyped literal takes the column's type, as a bound value would.
 	lit := "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"

@@ -366,16 +366,26 @@ func ScanQuery(d Backend, table string, schema idem.Schema, part *idem.Partition
 	if part == nil {
 		return q, nil, nil
 	}
+	typ, v, err := PartitionValue(table, schema, part)
+	if err != nil {
+		return "", nil, err
+	}
+	q += " WHERE " + d.Quote(part.Column) + " = " + d.Placeholder(1)
+	return q, []any{d.Bind(typ, idem.V(v))}, nil
+}
+
+// PartitionValue is the partition column's type and the value in its
+// canonical form, or bad input naming what does not fit the table.
+func PartitionValue(table string, schema idem.Schema, part *idem.Partition) (idem.Type, string, error) {
 	j := schema.Index(part.Column)
 	if j < 0 {
-		return "", nil, idem.BadInput("table %q has no column %q to partition by", table, part.Column)
+		return 0, "", idem.BadInput("table %q has no column %q to partition by", table, part.Column)
 	}
 	v, err := idem.Canon(schema[j].Type, part.Value)
 	if err != nil {
-		return "", nil, idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
+		return 0, "", idem.BadInput("partition %s: %q %v", part.Column, part.Value, err)
 	}
-	q += " WHERE " + d.Quote(part.Column) + " = " + d.Placeholder(1)
-	return q, []any{d.Bind(schema[j].Type, idem.V(v))}, nil
+	return schema[j].Type, v, nil
 }
 
 // Scan reads a table or partition back in canonical form.
