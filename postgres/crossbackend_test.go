@@ -29,16 +29,7 @@ func TestFingerprintAcrossBackends(t *testing.T) {
 	if err := os.WriteFile(path, []byte(csv), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lite, err := sqlite.Open(ctx, filepath.Join(dir, "x.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lite.Close()
-	pg, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	lite, pg := bothTargets(t, dir, url)
 	var reported, read []string
 	for _, tg := range []idem.Target{lite, pg} {
 		rr, err := source.Open([]string{path}, nil, source.Options{})
@@ -85,16 +76,7 @@ func TestChecksumSeesEveryKindOfEdit(t *testing.T) {
 	if err := os.WriteFile(path, []byte(csv), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lite, err := sqlite.Open(ctx, filepath.Join(dir, "e.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lite.Close()
-	pg, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	lite, pg := bothTargets(t, dir, url)
 	var fps []idem.Fingerprint
 	for _, tg := range []idem.Target{lite, pg} {
 		rr, err := source.Open([]string{path}, nil, source.Options{})
@@ -158,16 +140,7 @@ func TestScanEscapesAndPartitionLiteral(t *testing.T) {
 	url := freshSchema(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	lite, err := sqlite.Open(ctx, filepath.Join(dir, "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lite.Close()
-	pg, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	lite, pg := bothTargets(t, dir, url)
 	hostile := `it's \ a "tab"` + "\there\nnew\rline\b\f\v" + `\N`
 	rows := [][]string{{"1", hostile, "x"}, {"2", `\N`, `o'k\`}, {"3", "", `o'k\`}, {"4", `\\`, `o'k`}}
 	for _, tg := range []idem.Target{lite, pg} {
@@ -190,7 +163,7 @@ func TestScanEscapesAndPartitionLiteral(t *testing.T) {
 		}
 	}
 	var got []string
-	err = pg.Scan(ctx, "h", &idem.Partition{Column: "grp", Value: `o'k\`}, func(_ idem.Schema, r idem.Row) error {
+	err := pg.Scan(ctx, "h", &idem.Partition{Column: "grp", Value: `o'k\`}, func(_ idem.Schema, r idem.Row) error {
 		got = append(got, r[0].S)
 		return nil
 	})
@@ -206,6 +179,24 @@ func TestScanEscapesAndPartitionLiteral(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bothTargets opens a SQLite file in dir and the PostgreSQL schema at url,
+// closed when the test ends: the two sides of every cross-backend check.
+func bothTargets(t *testing.T, dir, url string) (*sqlite.Target, *postgres.Target) {
+	t.Helper()
+	ctx := context.Background()
+	lite, err := sqlite.Open(ctx, filepath.Join(dir, "lite.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	pg, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	return lite, pg
 }
 
 // sliceReader is an idem.RecordReader over literal rows.
