@@ -13,6 +13,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/conformance"
+	"github.com/idemhq/idem/internal/redistest"
 	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/postgres"
 	"github.com/idemhq/idem/redis"
@@ -25,17 +26,6 @@ type storeKind struct {
 	name     string
 	open     func(t testing.TB) idem.KeyStore
 	openDown func(t testing.TB) (idem.KeyStore, func())
-}
-
-func redisURL(t testing.TB, base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("prefix", "idemtest:"+idem.NewToken()[:12]+":")
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // must turns (value, error) into value, failing the test on an error.
@@ -84,7 +74,7 @@ func storeKinds() []storeKind {
 			}},
 		{name: "redis",
 			open: func(t testing.TB) idem.KeyStore {
-				s := must(redis.Open(ctx, redisURL(t, serverURL(t, "IDEM_TEST_REDIS"))))(t)
+				s := must(redis.Open(ctx, redistest.PrefixedURL(t, serverURL(t, "IDEM_TEST_REDIS"))))(t)
 				t.Cleanup(func() { s.Close() })
 				return s
 			},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/conformance"
+	"github.com/idemhq/idem/internal/redistest"
 	"github.com/idemhq/idem/redis"
 )
 
@@ -15,15 +16,7 @@ import (
 // running in parallel against one server never see each other's keys.
 func testURL(t *testing.T) string {
 	t.Helper()
-	base := conformance.ServerURL(t, "IDEM_TEST_REDIS")
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("prefix", "idemtest:"+idem.NewToken()[:12]+":")
-	u.RawQuery = q.Encode()
-	return u.String()
+	return redistest.PrefixedURL(t, conformance.ServerURL(t, "IDEM_TEST_REDIS"))
 }
 
 func open(t *testing.T, u string) *redis.KeyStore {

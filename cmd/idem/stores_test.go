@@ -1,12 +1,11 @@
 package main
 
 import (
-	"net/url"
 	"path/filepath"
 	"testing"
 
-	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/conformance"
+	"github.com/idemhq/idem/internal/redistest"
 )
 
 // keyStoreURLs lists a store URL per kind for CLI tests: a fresh SQLite
@@ -15,13 +14,6 @@ import (
 func keyStoreURLs(t *testing.T) map[string]string {
 	m := map[string]string{"sqlite": "sqlite:" + filepath.Join(t.TempDir(), "keys.db")}
 	m["postgres"] = conformance.ServerURL(t, "IDEM_TEST_POSTGRES")
-	r, err := url.Parse(conformance.ServerURL(t, "IDEM_TEST_REDIS"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := r.Query()
-	q.Set("prefix", "idemtest:"+idem.NewToken()[:12]+":")
-	r.RawQuery = q.Encode()
-	m["redis"] = r.String()
+	m["redis"] = redistest.PrefixedURL(t, conformance.ServerURL(t, "IDEM_TEST_REDIS"))
 	return m
 }
