@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -280,6 +281,7 @@ func Load(ctx context.Context, t Target, rr RecordReader, spec LoadSpec) (*Resul
 		return nil, err
 	}
 	plan.started = started
+	defer in.Close()
 	res, err := t.Apply(ctx, plan, in)
 	if err != nil {
 		return nil, err
@@ -486,6 +488,12 @@ func finishPlan(plan *Plan, rr RecordReader, sample [][]Value, samplePos []Pos, 
 // reader typed and canonicalised against the plan's columns, keys checked
 // for NULL, rows checked against the partition, and the input fingerprint
 // accumulated on the way. A target reads it once.
+//
+// After the inference sample, records are read, converted and hashed ahead
+// of the consumer by two goroutines (parse, then canonicalise and hash), in
+// batches: on a rerun whose target work is small, parsing and hashing are
+// the whole cost, and they split over two cores. Rows and errors still come
+// out in input order, exactly as a sequential reader would give them.
 type Input struct {
 	rr        RecordReader
 	plan      *Plan
@@ -499,6 +507,10 @@ type Input struct {
 	last      RowHash
 	pos       Pos
 	done      bool
+
+	pipe *inputPipe
+	cur  *rowBatch
+	i    int
 }
 
 // LastHash is the row hash of the row last returned by Next (the hash the
@@ -515,35 +527,62 @@ func (in *Input) Pos() Pos { return in.pos }
 // returned io.EOF).
 func (in *Input) Fingerprint() Fingerprint { return in.fp }
 
-// Next returns the next validated row, a fresh slice the caller may keep.
+// Next returns the next valid row, io.EOF at the end, or the first error.
 func (in *Input) Next() (Row, error) {
-	var rec []Value
 	if len(in.sample) > 0 {
-		rec, in.pos = in.sample[0], in.samplePos[0]
+		rec, pos := in.sample[0], in.samplePos[0]
 		in.sample, in.samplePos = in.sample[1:], in.samplePos[1:]
-		rec = rec[:in.nIn]
-	} else {
-		if in.done {
-			return nil, io.EOF
-		}
-		r, pos, err := in.rr.Read()
-		if err == io.EOF {
-			in.done = true
-			return nil, io.EOF
-		}
+		in.pos = pos
+		row, h, err := in.convert(make(Row, len(in.plan.Columns)), rec[:in.nIn], pos)
 		if err != nil {
 			return nil, err
 		}
-		rec, in.pos = r, pos
+		in.last = h
+		in.fp.Add(h)
+		return row, nil
 	}
+	if in.done {
+		return nil, io.EOF
+	}
+	for in.cur == nil || in.i >= len(in.cur.rows) {
+		if in.cur != nil && in.cur.err != nil {
+			in.pos = in.cur.errPos
+			if in.cur.err == io.EOF {
+				in.done = true
+			}
+			return nil, in.cur.err
+		}
+		if in.pipe == nil {
+			in.pipe = startPipe(in)
+		}
+		in.cur, in.i = <-in.pipe.rows, 0
+	}
+	b := in.cur
+	row, h := b.rows[in.i], b.hash[in.i]
+	in.pos = b.pos[in.i]
+	in.i++
+	in.last = h
+	in.fp.Add(h)
+	return row, nil
+}
+
+// Close stops the read-ahead and waits for it, so the reader is no longer
+// used once Close returns. Load calls it; a target need not.
+func (in *Input) Close() {
+	if in.pipe != nil {
+		in.pipe.stop()
+	}
+}
+
+// convert types, canonicalises, checks and hashes one record into row
+// (len(plan.Columns) values).
+func (in *Input) convert(row Row, rec []Value, pos Pos) (Row, RowHash, error) {
 	cols := in.plan.Columns
-	row := make(Row, len(cols))
-	for i := 0; i < in.nIn; i++ {
-		v := rec[i]
+	for i, v := range rec {
 		if !v.Null {
 			s, err := Canon(cols[i].Type, v.S)
 			if err != nil {
-				return nil, &InputError{File: in.pos.File, Line: in.pos.Line, Col: i + 1, Column: cols[i].Name,
+				return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: i + 1, Column: cols[i].Name,
 					Msg: fmt.Sprintf("%s %v (column is %s)", quoteShort(v.S), err, cols[i].Type)}
 			}
 			v.S = s
@@ -561,7 +600,7 @@ func (in *Input) Next() (Row, error) {
 			if k < in.nIn {
 				col = k + 1
 			}
-			return nil, &InputError{File: in.pos.File, Line: in.pos.Line, Col: col, Column: in.plan.Key[j], Msg: "key value is " + what}
+			return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: col, Column: in.plan.Key[j], Msg: "key value is " + what}
 		}
 	}
 	if in.partIdx >= 0 {
@@ -571,13 +610,108 @@ func (in *Input) Next() (Row, error) {
 			if !v.Null {
 				got = quoteShort(v.S)
 			}
-			return nil, &InputError{File: in.pos.File, Line: in.pos.Line, Col: in.partIdx + 1, Column: in.plan.Partition.Column,
+			return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: in.partIdx + 1, Column: in.plan.Partition.Column,
 				Msg: fmt.Sprintf("row is outside the partition: %s, want %q", got, in.plan.Partition.Value)}
 		}
 	}
-	in.last = in.hasher.Hash(row)
-	in.fp.Add(in.last)
-	return row, nil
+	return row, in.hasher.Hash(row), nil
+}
+
+// pipeBatch is how many records travel together between the stages:
+// enough to make channel hand-offs negligible, small enough that the
+// read-ahead holds a few hundred KB.
+const pipeBatch = 256
+
+// recBatch is raw records back to back (nIn values each), then err (io.EOF
+// at the end) at errPos.
+type recBatch struct {
+	vals   []Value
+	pos    []Pos
+	err    error
+	errPos Pos
+}
+
+type rowBatch struct {
+	rows   []Row
+	hash   []RowHash
+	pos    []Pos
+	err    error
+	errPos Pos
+}
+
+type inputPipe struct {
+	rows chan *rowBatch
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func (p *inputPipe) stop() {
+	p.once.Do(func() { close(p.quit) })
+	p.wg.Wait()
+}
+
+func startPipe(in *Input) *inputPipe {
+	p := &inputPipe{rows: make(chan *rowBatch, 4), quit: make(chan struct{})}
+	recs := make(chan *recBatch, 4)
+	p.wg.Add(2)
+	go func() { // parse
+		defer p.wg.Done()
+		defer close(recs)
+		for {
+			b := &recBatch{vals: make([]Value, 0, pipeBatch*in.nIn), pos: make([]Pos, 0, pipeBatch)}
+			for len(b.pos) < pipeBatch {
+				rec, pos, err := in.rr.Read()
+				if err != nil {
+					b.err, b.errPos = err, pos
+					break
+				}
+				b.vals = append(b.vals, rec...)
+				b.pos = append(b.pos, pos)
+			}
+			select {
+			case recs <- b:
+			case <-p.quit:
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // canonicalise and hash
+		defer p.wg.Done()
+		for rb := range recs {
+			n, nc := len(rb.pos), len(in.plan.Columns)
+			b := &rowBatch{rows: make([]Row, 0, n), hash: make([]RowHash, 0, n), pos: rb.pos, err: rb.err, errPos: rb.errPos}
+			// One allocation for the batch's rows; a row may outlive the
+			// batch (a target that merges in memory keeps it).
+			flat := make([]Value, n*nc)
+			for k := 0; k < n; k++ {
+				row, h, err := in.convert(flat[k*nc:(k+1)*nc:(k+1)*nc], rb.vals[k*in.nIn:(k+1)*in.nIn], rb.pos[k])
+				if err != nil {
+					b.pos, b.err, b.errPos = rb.pos[:k], err, rb.pos[k]
+					break
+				}
+				b.rows = append(b.rows, row)
+				b.hash = append(b.hash, h)
+			}
+			select {
+			case p.rows <- b:
+			case <-p.quit:
+				return
+			}
+			if b.err != nil {
+				// Stop the parser too: nothing after the first error is
+				// read.
+				p.once.Do(func() { close(p.quit) })
+				for range recs {
+				}
+				return
+			}
+		}
+	}()
+	return p
 }
 
 func quoteShort(s string) string {

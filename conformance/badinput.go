@@ -82,6 +82,44 @@ func testBadInput(t *testing.T, b Backend) {
 			t.Fatal("failed load left the table behind")
 		}
 	})
+	t.Run("late bad value", func(t *testing.T) {
+		// Past the type-inference sample (10,000 records) rows are read,
+		// converted and hashed ahead of the target in batches: an error
+		// deep in the input must still name its own line and column, and
+		// nothing before it may be written, on a new table and an
+		// existing one, on every strategy's path.
+		const badLine = 23458
+		var b strings.Builder
+		b.WriteString("id,day,amount,name\n")
+		for i := 1; i <= 30000; i++ {
+			amount := fmt.Sprint(i % 97)
+			if i+1 == badLine {
+				amount = "12x"
+			}
+			fmt.Fprintf(&b, "%d,2024-01-01,%s,n%d\n", i, amount, i)
+		}
+		file := writeFile(t, "late.csv", b.String())
+		want := fmt.Sprintf("late.csv:%d:3", badLine)
+		for _, sp := range []idem.LoadSpec{
+			spec("late_new", idem.Upsert, "id", ""),
+			spec("orders", idem.Upsert, "id", ""),
+			spec("orders", idem.Merge, "id", ""),
+			spec("orders", idem.Replace, "", ""),
+			spec("orders", idem.ReplacePartition, "", "day=2024-01-01"),
+		} {
+			before := fp(t, tg, "orders", nil)
+			_, err := load(t, tg, sp, file)
+			if !idem.IsInputError(err) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("%s into %s: want an input error at %s, got %v", sp.Strategy, sp.Table, want, err)
+			}
+			if after := fp(t, tg, "orders", nil); after != before {
+				t.Fatalf("%s: the failed load changed the table", sp.Strategy)
+			}
+		}
+		if _, err := tg.Describe(ctxb(), "late_new"); err == nil {
+			t.Fatal("failed load left the new table behind")
+		}
+	})
 	t.Run("allow-empty", func(t *testing.T) {
 		s := spec("empty_ok", idem.Replace, "", "")
 		mustLoad(t, tg, s, writeFile(t, "one.csv", "a\n1\n"))

@@ -182,6 +182,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 			return nil, err
 		}
 	}
+	pl.Delta = old != nil
 	st, err := tx.Stage(ctx, pl, rows, swap || (emptyScope && plan.Dedupe == idem.DedupeError))
 	if err != nil {
 		return nil, err
@@ -197,6 +198,9 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var counts Counts
 	var outFP idem.Fingerprint
 	haveOut := false
+	// carry, when set, states the scope's token after the delta from the
+	// token before it, without reading the scope.
+	var carry func(Counts) (string, bool, error)
 	switch {
 	case old != nil:
 		var gone [][]byte
@@ -208,7 +212,18 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 				return nil, err
 			}
 		}
-		if counts, err = pl.ApplyDelta(ctx, st, gone); err != nil {
+		if v, ok := tx.(Versioned); ok {
+			if oldTok, ok := ParseVersionToken(old.token); ok {
+				touched, err := pl.touchedVersions(ctx, v, st.Name, gone)
+				if err != nil {
+					return nil, err
+				}
+				carry = func(c Counts) (string, bool, error) {
+					return carryToken(ctx, v, oldTok, touched, c, int64(len(g.changed)), int64(len(g.newKeys)), int64(len(gone)))
+				}
+			}
+		}
+		if counts, err = pl.ApplyDelta(ctx, st, gone, int64(len(g.changed)), int64(len(g.newKeys))); err != nil {
 			return nil, err
 		}
 		counts.Skipped = g.skipped
@@ -256,14 +271,19 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 	}
 	var tok string
+	carried := false
 	if ft, ok := tx.(FingerprintTokener); ok {
 		// The backend's token is the scope's fingerprint, just computed.
-		tok = ft.TokenOf(outFP)
+		tok, carried = ft.TokenOf(outFP), true
 	} else if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable {
 		// Every row in scope was written by this transaction just now, in
 		// no savepoint.
 		tok, err = dt.DirectToken(ctx, st.Rows)
-	} else {
+		carried = true
+	} else if carry != nil {
+		tok, carried, err = carry(counts)
+	}
+	if err == nil && !carried {
 		tok, err = tx.StateToken(ctx, plan.Table, plan.Partition)
 	}
 	if err != nil {

@@ -72,6 +72,8 @@ type digestEntries struct {
 	seed     maphash.Seed
 	cursor   int
 	collided bool
+	// token is the scope's state token the digest was validated against.
+	token string
 }
 
 func (e *digestEntries) key(i int) []byte {
@@ -333,6 +335,7 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 	if !ok {
 		return nil, nil // unusable: take the full path and rewrite it
 	}
+	e.token = tok
 	return e, nil
 }
 
@@ -499,13 +502,25 @@ func saveDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, data entryS
 
 // deleteKeys deletes rows by key, a batch of keys per statement.
 func (p *Planner) deleteKeys(ctx context.Context, keys [][]byte) (int64, error) {
-	const batch = 500
 	var total int64
+	err := p.keyBatches(keys, "", func(in string, args []any) error {
+		c, err := p.X.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s", p.table(), in), args...)
+		total += c
+		return err
+	})
+	return total, err
+}
+
+// keyBatches calls fn with a predicate "key IN (...)" and its bound
+// arguments for each batch of encoded keys; prefix qualifies the key
+// columns.
+func (p *Planner) keyBatches(keys [][]byte, prefix string, fn func(in string, args []any) error) error {
+	const batch = 500
 	cols := make([]idem.Column, len(p.Plan.KeyIdx))
 	for i, k := range p.Plan.KeyIdx {
 		cols[i] = p.Plan.Columns[k]
 	}
-	lhs := p.keyList("")
+	lhs := p.keyList(prefix)
 	if len(cols) > 1 {
 		lhs = "(" + lhs + ")"
 	}
@@ -526,13 +541,10 @@ func (p *Planner) deleteKeys(ctx context.Context, keys [][]byte) (int64, error) 
 			}
 			tuples = append(tuples, t)
 		}
-		q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (%s)", p.table(), lhs, strings.Join(tuples, ", "))
-		c, err := p.X.Exec(ctx, q, args...)
-		if err != nil {
-			return total, err
+		if err := fn(lhs+" IN ("+strings.Join(tuples, ", ")+")", args); err != nil {
+			return err
 		}
-		total += c
 		keys = keys[n:]
 	}
-	return total, nil
+	return nil
 }

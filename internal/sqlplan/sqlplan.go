@@ -100,6 +100,10 @@ type Planner struct {
 	D    Dialect
 	X    Execer
 	Plan *idem.Plan
+	// Delta is set when the rows staged are only the new and changed ones
+	// the row digest let through: the delta statements then probe the
+	// target by key, so a backend need not gather statistics on them.
+	Delta bool
 }
 
 func (p *Planner) table() string { return p.D.Quote(p.Plan.Table) }
@@ -296,7 +300,7 @@ func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts
 
 // ApplyDelta applies a staging table that holds only new and changed rows
 // (the row digest found the rest unchanged), deleting gone keys by value.
-func (p *Planner) ApplyDelta(ctx context.Context, st *Stage, gone [][]byte) (Counts, error) {
+func (p *Planner) ApplyDelta(ctx context.Context, st *Stage, gone [][]byte, changed, added int64) (Counts, error) {
 	var c Counts
 	var err error
 	switch p.Plan.Strategy {
@@ -306,12 +310,16 @@ func (p *Planner) ApplyDelta(ctx context.Context, st *Stage, gone [][]byte) (Cou
 		}
 		c.Replaced = true
 	}
-	if p.Plan.Strategy != idem.InsertMissing {
+	// The digest says which staged rows exist (changed) and which do not
+	// (added); a statement with nothing to do is not sent.
+	if p.Plan.Strategy != idem.InsertMissing && changed > 0 {
 		if c.Updated, err = p.update(ctx, st.Name); err != nil {
 			return c, err
 		}
 	}
-	c.Inserted, err = p.insertNew(ctx, st.Name)
+	if added > 0 {
+		c.Inserted, err = p.insertNew(ctx, st.Name)
+	}
 	return c, err
 }
 
