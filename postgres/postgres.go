@@ -215,12 +215,28 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	if err != nil {
 		return nil, err
 	}
-	return sqlplan.ApplyLoad(ctx, dialect{}, &tx{tx: ptx, x: execer{ptx}}, p, in)
+	x := &tx{tx: ptx, x: execer{ptx}}
+	if t.pool.Config().MaxConns >= 2 {
+		return sqlplan.ApplyLoad(ctx, dialect{}, asideTx{x, t.pool}, p, in)
+	}
+	return sqlplan.ApplyLoad(ctx, dialect{}, x, p, in)
 }
 
 type tx struct {
 	tx pgx.Tx
 	x  execer
+}
+
+// asideTx is a load transaction that may scan for the state token on a
+// second pooled connection (sqlplan.AsideTokener); with a pool of one
+// connection that would wait for itself.
+type asideTx struct {
+	*tx
+	pool *pgxpool.Pool
+}
+
+func (x asideTx) StateTokenAside(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	return stateToken(ctx, execer{x.pool}, table, part)
 }
 
 func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {

@@ -55,6 +55,15 @@ type DirectTokener interface {
 	DirectToken(ctx context.Context, rows int64) (string, error)
 }
 
+// AsideTokener is implemented by backends that can compute the state token
+// on a connection of their own, concurrently with the load's transaction.
+// That is only asked while the load holds its lock and before it has
+// written to the target, so the other connection sees what the load's
+// transaction would.
+type AsideTokener interface {
+	StateTokenAside(ctx context.Context, table string, part *idem.Partition) (string, error)
+}
+
 // FingerprintTokener is implemented by backends whose state token is the
 // scope's content fingerprint (SQLite): the load has just computed it.
 type FingerprintTokener interface {

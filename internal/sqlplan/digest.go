@@ -304,6 +304,22 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 	q := fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
 		d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"), d.Quote(DigestTable),
 		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2), d.Quote("chunk"))
+	// The scope's token takes a scan of it; a backend that can run that on
+	// another connection does so while the digest streams in here.
+	type tokenResult struct {
+		tok string
+		err error
+	}
+	var aside chan tokenResult
+	if a, ok := tx.(AsideTokener); ok {
+		actx, cancel := context.WithCancel(ctx)
+		defer cancel() // an unusable digest needs no token
+		aside = make(chan tokenResult, 1)
+		go func() {
+			t, err := a.StateTokenAside(actx, p.Table, p.Partition)
+			aside <- tokenResult{t, err}
+		}()
+	}
 	var tok, sig string
 	var parts [][]byte
 	total := 0
@@ -323,7 +339,13 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 	if err != nil || tok == "" || sig != schemaSig(p) {
 		return nil, err
 	}
-	cur, err := tx.StateToken(ctx, p.Table, p.Partition)
+	var cur string
+	if aside != nil {
+		r := <-aside
+		cur, err = r.tok, r.err
+	} else {
+		cur, err = tx.StateToken(ctx, p.Table, p.Partition)
+	}
 	if err != nil || cur != tok {
 		return nil, err
 	}
