@@ -96,7 +96,8 @@ func testBadInput(t *testing.T, b Backend) {
 			if i+1 == badLine {
 				amount = "12x"
 			}
-			fmt.Fprintf(&b, "%d,2024-01-01,%s,n%d\n", i, amount, i)
+			// Ids clear of the table's, whose other partition keeps its rows.
+			fmt.Fprintf(&b, "%d,2024-01-01,%s,n%d\n", 100+i, amount, i)
 		}
 		file := writeFile(t, "late.csv", b.String())
 		want := fmt.Sprintf("late.csv:%d:3", badLine)
@@ -118,6 +119,27 @@ func testBadInput(t *testing.T, b Backend) {
 		}
 		if _, err := tg.Describe(ctxb(), "late_new"); err == nil {
 			t.Fatal("failed load left the new table behind")
+		}
+		// A keyless partition swap whose rows collide with the primary key
+		// of a row in another partition: the target refuses the row while
+		// the input is still streaming, and that refusal (not a broken
+		// stream) is what must be reported, at its line.
+		b.Reset()
+		b.WriteString("id,day,amount,name\n")
+		for i := 1; i <= 30000; i++ {
+			id := 100 + i
+			if i == 20000 {
+				id = 5 // on 2024-01-02
+			}
+			fmt.Fprintf(&b, "%d,2024-01-01,1,n%d\n", id, i)
+		}
+		before := fp(t, tg, "orders", nil)
+		_, err := load(t, tg, spec("orders", idem.ReplacePartition, "", "day=2024-01-01"), writeFile(t, "clash.csv", b.String()))
+		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "clash.csv:20001") {
+			t.Fatalf("want an input error at clash.csv:20001, got %v", err)
+		}
+		if after := fp(t, tg, "orders", nil); after != before {
+			t.Fatal("the failed swap changed the table")
 		}
 	})
 	t.Run("allow-empty", func(t *testing.T) {

@@ -356,6 +356,8 @@ func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in sqlplan.Rows, dir
 // receiving it, so only the last rows sent need to be mapped back to files.
 const recentRows = 1 << 18
 
+var errCopyEnded = errors.New("copy ended")
+
 // copyRows runs COPY from a pipe that a goroutine fills with CSV. An input
 // error ends the COPY and is what the caller gets back; a data error the
 // server finds (a duplicate key, a value too large for the column) becomes
@@ -372,9 +374,12 @@ func copyRows(ctx context.Context, pc *pgconn.PgConn, copySQL string, in sqlplan
 		pw.CloseWithError(inErr)
 	}()
 	_, err := pc.CopyFrom(ctx, pr, copySQL)
-	pr.CloseWithError(errors.New("copy ended"))
+	// The server may end the COPY first (a duplicate key, a value too long):
+	// the writer then fails on the closed pipe, and the server's error is
+	// the one to report.
+	pr.CloseWithError(errCopyEnded)
 	wg.Wait()
-	if inErr != nil {
+	if inErr != nil && !(errors.Is(inErr, errCopyEnded) && err != nil) {
 		return inErr
 	}
 	if err != nil {

@@ -415,3 +415,27 @@ func (x *tx) Rollback(ctx context.Context) error {
 	}
 	return err
 }
+
+// ConflictColumns reads the columns out of SQLite's "UNIQUE constraint
+// failed: table.col, table.col" (sqlplan.ConflictNamer).
+func (x *tx) ConflictColumns(err error) []string {
+	const marker = "UNIQUE constraint failed: "
+	msg := err.Error()
+	i := strings.Index(msg, marker)
+	if i < 0 {
+		return nil
+	}
+	rest := msg[i+len(marker):]
+	if j := strings.LastIndex(rest, " ("); j >= 0 {
+		rest = rest[:j]
+	}
+	var cols []string
+	for _, tc := range strings.Split(rest, ", ") {
+		_, col, ok := strings.Cut(tc, ".")
+		if !ok || col == "" {
+			return nil
+		}
+		cols = append(cols, col)
+	}
+	return cols
+}

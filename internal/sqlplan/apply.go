@@ -241,6 +241,13 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		counts = Counts{Deleted: swapDeleted, Inserted: st.Rows, Replaced: true}
 		if !st.Direct {
 			if counts.Inserted, err = pl.insertAll(ctx, st.Name); err != nil {
+				if cn, ok := tx.(ConflictNamer); ok {
+					if cols := cn.ConflictColumns(err); len(cols) > 0 {
+						if located := pl.conflictAt(ctx, st, cols, err); located != nil {
+							return nil, located
+						}
+					}
+				}
 				return nil, err
 			}
 		}
