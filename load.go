@@ -253,6 +253,15 @@ type Target interface {
 	Close() error
 }
 
+// RunTokenReader is an optional Target method for backends where the last
+// run and the state token are separate round trips to a remote store
+// (object stores): fetching both at once halves the rerun fast path's
+// waiting. tok is "" when the table does not exist; run is nil when no run
+// was recorded.
+type RunTokenReader interface {
+	LastRunAndToken(ctx context.Context, table string, part *Partition) (run *Run, tok string, err error)
+}
+
 // Plan is a LoadSpec resolved against the target: the final type of every
 // column written. What to create or add to the table is decided again
 // under the load's lock, since a concurrent load may have done it.
@@ -301,21 +310,31 @@ func fastPath(ctx context.Context, t Target, spec *LoadSpec, started time.Time) 
 		return nil, nil
 	}
 	part := spec.Partition.String()
-	last, err := t.LastRun(ctx, spec.Table, part)
-	if err != nil || last == nil || last.InputDigest != spec.InputDigest || last.StateToken == "" {
-		return nil, err
-	}
+	var last *Run
+	var tok string
+	var err error
 	// The partition value is still as the user wrote it; a non-canonical
-	// spelling (say 2024-1-5) finds no ledger row above and so only misses
-	// the fast path.
-	tok, err := t.StateToken(ctx, spec.Table, spec.Partition)
-	if err != nil {
+	// spelling (say 2024-1-5) finds no ledger row and so only misses the
+	// fast path.
+	if rt, ok := t.(RunTokenReader); ok {
+		last, tok, err = rt.LastRunAndToken(ctx, spec.Table, spec.Partition)
+		if err != nil || last == nil || last.InputDigest != spec.InputDigest || last.StateToken == "" {
+			return nil, err
+		}
+	} else {
+		last, err = t.LastRun(ctx, spec.Table, part)
+		if err != nil || last == nil || last.InputDigest != spec.InputDigest || last.StateToken == "" {
+			return nil, err
+		}
+		tok, err = t.StateToken(ctx, spec.Table, spec.Partition)
 		if errors.Is(err, ErrNoTable) {
 			return nil, nil
 		}
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
 	}
-	if tok != last.StateToken {
+	if tok == "" || tok != last.StateToken {
 		return nil, nil
 	}
 	res := &Result{

@@ -141,12 +141,33 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	grown := len(out) > len(cur)
 
 	partCol := ts.lay.partCol
-	if len(ts.mans) == 0 && !ts.lay.root && p.Partition != nil {
-		partCol = p.Partition.Column // a new table is partitioned by its first load's column
+	if len(ts.mans) == 0 && !ts.lay.root {
+		// A new table is partitioned by its first load's --partition
+		// column, or by the target's partition_by column.
+		if p.Partition != nil {
+			partCol = p.Partition.Column
+		} else {
+			partCol = t.partitionBy
+		}
+	}
+	if t.partitionBy != "" {
+		switch {
+		case p.Partition != nil && p.Partition.Column != t.partitionBy:
+			return nil, idem.BadInput("--partition %s: the target's partition_by is %q", p.Partition, t.partitionBy)
+		case partCol != t.partitionBy && (ts.lay.root || partCol != ""):
+			what := "is not partitioned"
+			if partCol != "" {
+				what = fmt.Sprintf("is partitioned by %q", partCol)
+			}
+			return nil, idem.BadInput("partition_by=%s: table %q already exists and %s", t.partitionBy, p.Table, what)
+		}
 	}
 	partOut := -1
 	if partCol != "" {
 		if partOut = out.Index(partCol); partOut < 0 {
+			if len(ts.mans) == 0 {
+				return nil, idem.BadInput("partition_by=%s: the input has no column %q", partCol, partCol)
+			}
 			return nil, fmt.Errorf("%s: table %q is partitioned by %q, which is not among its columns", t.st, p.Table, partCol)
 		}
 	}
@@ -284,26 +305,43 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	var c struct{ ins, upd, del, unch, skip int64 }
 	c.skip = skipped
 	if !keyed {
-		var fpOld, fpNew idem.Fingerprint
-		for _, o := range oldIn {
-			fpOld.Add(o.h)
-		}
-		for _, r := range rows {
-			fpNew.Add(r.h)
-		}
-		if fpOld == fpNew {
-			// The scope already holds exactly these rows: keep its files.
-			c.unch = rowsIn
-			for _, o := range oldIn {
-				final[o.dir] = append(final[o.dir], hrow{o.row, o.h})
+		// Folder by folder: a folder whose rows in scope are already
+		// exactly the input's rows for it keeps its files, so a load of
+		// many partitions rewrites only those that changed.
+		fpOld := map[string]*idem.Fingerprint{}
+		fpNew := map[string]*idem.Fingerprint{}
+		add := func(m map[string]*idem.Fingerprint, d string, h idem.RowHash) {
+			fp := m[d]
+			if fp == nil {
+				fp = &idem.Fingerprint{}
+				m[d] = fp
 			}
-		} else {
-			c.ins, c.del = rowsIn, int64(len(oldIn))
-			for _, o := range oldIn {
+			fp.Add(h)
+		}
+		newDir := make([]string, len(rows))
+		for i, r := range rows {
+			newDir[i] = segOf(r.row)
+			add(fpNew, newDir[i], r.h)
+		}
+		for _, o := range oldIn {
+			add(fpOld, o.dir, o.h)
+		}
+		same := func(d string) bool {
+			a, b := fpOld[d], fpNew[d]
+			return a != nil && b != nil && *a == *b
+		}
+		for _, o := range oldIn {
+			if same(o.dir) {
+				c.unch++
+				final[o.dir] = append(final[o.dir], hrow{o.row, o.h})
+			} else {
+				c.del++
 				dirty[o.dir] = true
 			}
-			for _, r := range rows {
-				d := segOf(r.row)
+		}
+		for i, r := range rows {
+			if d := newDir[i]; !same(d) {
+				c.ins++
 				final[d] = append(final[d], r)
 				dirty[d] = true
 			}

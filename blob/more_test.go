@@ -106,7 +106,7 @@ func TestS3LockLease(t *testing.T) {
 	b, _ := tg.st.Get(ctx, key)
 	var lb lockBody
 	json.Unmarshal(b, &lb)
-	if lb.Host != hostID || time.Now().UnixMilli() > lb.Expires {
+	if lb.Host != hostID() || time.Now().UnixMilli() > lb.Expires {
 		t.Fatalf("lease not renewed: %+v", lb)
 	}
 	if _, err := tg.st.Lock(ctx, key, false, 200*time.Millisecond); !errors.Is(err, ErrLockTimeout) {

@@ -230,8 +230,9 @@ type lockBody struct {
 
 // hostID is this machine's boot and PID namespace, or "" where they cannot
 // be told (then only the lease frees a dead holder's lock). A PID is only
-// meaningful inside its namespace and boot, hence both.
-var hostID = func() string {
+// meaningful inside its namespace and boot, hence both. Read on first use:
+// most runs (reruns, file: targets) never take an S3 lock.
+var hostID = sync.OnceValue(func() string {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return ""
@@ -241,12 +242,12 @@ var hostID = func() string {
 		return ""
 	}
 	return strings.TrimSpace(string(boot)) + "/" + ns
-}()
+})
 
 // holderGone reports whether the lock's holder was a process of this
 // machine and PID namespace that no longer exists.
 func holderGone(lb *lockBody) bool {
-	if hostID == "" || lb.Host != hostID || lb.PID <= 0 || lb.PID == os.Getpid() {
+	if id := hostID(); id == "" || lb.Host != id || lb.PID <= 0 || lb.PID == os.Getpid() {
 		return false
 	}
 	return errors.Is(syscall.Kill(lb.PID, 0), syscall.ESRCH)
@@ -270,7 +271,7 @@ func (s *S3) Lock(ctx context.Context, key string, _ bool, timeout time.Duration
 	_, _ = rand.Read(rnd[:])
 	owner := hex.EncodeToString(rnd[:])
 	body := func() []byte {
-		b, _ := json.Marshal(lockBody{Owner: owner, Expires: time.Now().Add(s.lease).UnixMilli(), Host: hostID, PID: os.Getpid()})
+		b, _ := json.Marshal(lockBody{Owner: owner, Expires: time.Now().Add(s.lease).UnixMilli(), Host: hostID(), PID: os.Getpid()})
 		return b
 	}
 	deadline := time.Now().Add(timeout)

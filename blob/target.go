@@ -49,6 +49,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -59,9 +60,15 @@ type Target struct {
 	st          Store
 	codec       codec
 	rowsPerFile int
+	// partitionBy is the column a new table is partitioned by when a
+	// load names no --partition (URL option partition_by).
+	partitionBy string
 }
 
-var _ idem.Target = (*Target)(nil)
+var (
+	_ idem.Target         = (*Target)(nil)
+	_ idem.RunTokenReader = (*Target)(nil)
+)
 
 // New makes a target over a store, writing files in the given format and
 // compression ("" for the defaults: Parquet with snappy).
@@ -76,7 +83,8 @@ func New(st Store, format, compression string) (*Target, error) {
 // Open opens file:DIR or s3://bucket/prefix URLs. Options are URL query
 // parameters: format=parquet|csv|jsonl, compression=none|snappy|gzip|zstd,
 // rows_per_file=N (a folder's rows are split into files of at most N
-// rows), and for S3 endpoint=URL, region=NAME, lease=DURATION (lock lease).
+// rows), partition_by=COL (a new table written without --partition is
+// partitioned by COL: each row goes to its COL=value folder), and for S3 endpoint=URL, region=NAME, lease=DURATION (lock lease).
 func Open(ctx context.Context, raw string) (*Target, error) {
 	switch {
 	case strings.HasPrefix(raw, "file:"):
@@ -90,7 +98,7 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 		if path == "" {
 			return nil, idem.BadInput("%q: file URL needs a directory, e.g. file:out or file:/data/warehouse", raw)
 		}
-		if err := onlyParams(q, "format", "compression", "rows_per_file"); err != nil {
+		if err := onlyParams(q, "format", "compression", "rows_per_file", "partition_by"); err != nil {
 			return nil, err
 		}
 		t, err := newTarget(q)
@@ -113,7 +121,7 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 			return nil, idem.BadInput("%s: want s3://bucket/prefix", raw)
 		}
 		q := u.Query()
-		if err := onlyParams(q, "format", "compression", "rows_per_file", "endpoint", "region", "lease"); err != nil {
+		if err := onlyParams(q, "format", "compression", "rows_per_file", "partition_by", "endpoint", "region", "lease"); err != nil {
 			return nil, err
 		}
 		t, err := newTarget(q)
@@ -139,7 +147,12 @@ func newTarget(q url.Values) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{codec: c, rowsPerFile: defaultRowsPerFile}
+	t := &Target{codec: c, rowsPerFile: defaultRowsPerFile, partitionBy: q.Get("partition_by")}
+	if t.partitionBy != "" {
+		if err := checkPartitionValue(&idem.Partition{Column: t.partitionBy}); err != nil {
+			return nil, err
+		}
+	}
 	if s := q.Get("rows_per_file"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -241,33 +254,105 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 // StateToken summarises, for each folder in scope, the files its manifest
 // lists and their current size and ETag (modification time locally), so
 // any rewrite, deletion or new commit changes it. It costs one manifest GET
-// and one LIST per folder.
+// and one LIST per folder, issued side by side, and one LIST of the table.
 func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	// A partition load's folder is known before the table is listed (when
+	// the table is partitioned by that column, as it is in the common
+	// case): fetch it at the same time as the listing.
+	var guess *segPiece
+	var wg sync.WaitGroup
+	if part != nil {
+		guess = &segPiece{seg: segment{dir: segDir(part.Column, idem.V(part.Value))}}
+		wg.Add(1)
+		go func() { defer wg.Done(); t.fetchPiece(ctx, table, guess) }()
+	}
 	lay, err := t.readLayout(ctx, table)
+	wg.Wait()
 	if err != nil {
 		return "", err
 	}
 	// The partition value is as the user spelt it: a non-canonical
 	// spelling names no folder and only misses the fast path.
 	segs, _ := lay.scope(part)
+	pieces := make([]*segPiece, len(segs))
+	for i, s := range segs {
+		if guess != nil && s.dir == guess.seg.dir {
+			pieces[i] = guess
+			continue
+		}
+		pieces[i] = &segPiece{seg: s}
+	}
+	sem := make(chan struct{}, 8)
+	for _, p := range pieces {
+		if p == guess {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() { defer func() { <-sem; wg.Done() }(); t.fetchPiece(ctx, table, p) }()
+	}
+	wg.Wait()
 	h := sha256.New()
 	any := false
-	for _, s := range segs {
-		m, _, err := t.readManifest(ctx, table, s)
-		if err != nil {
-			return "", err
+	for _, p := range pieces {
+		if p.err != nil {
+			return "", p.err
 		}
-		objs, _, err := t.st.List(ctx, tableDir(table)+s.dir)
-		if err != nil {
-			return "", err
-		}
-		any = any || m != nil
-		writeTokenPiece(h, s, m, objs)
+		any = any || p.m != nil
+		writeTokenPiece(h, p.seg, p.m, p.objs)
 	}
 	if !any && len(lay.all()) == 0 {
 		return "", fmt.Errorf("%q: %w", table, idem.ErrNoTable)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// segPiece is what the state token needs of one folder.
+type segPiece struct {
+	seg  segment
+	m    *manifest
+	objs []Object
+	err  error
+}
+
+func (t *Target) fetchPiece(ctx context.Context, table string, p *segPiece) {
+	var wg sync.WaitGroup
+	var lerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.objs, _, lerr = t.st.List(ctx, tableDir(table)+p.seg.dir)
+	}()
+	p.m, _, p.err = t.readManifest(ctx, table, p.seg)
+	wg.Wait()
+	if p.err == nil {
+		p.err = lerr
+	}
+}
+
+// LastRunAndToken fetches the newest run and the state token side by side
+// (idem.RunTokenReader): on S3 each is a few round trips, and the rerun
+// fast path needs both.
+func (t *Target) LastRunAndToken(ctx context.Context, table string, part *idem.Partition) (*idem.Run, string, error) {
+	var tok string
+	var terr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tok, terr = t.StateToken(ctx, table, part)
+	}()
+	run, err := t.LastRun(ctx, table, part.String())
+	<-done
+	if err != nil {
+		return nil, "", err
+	}
+	if errors.Is(terr, idem.ErrNoTable) {
+		return run, "", nil
+	}
+	if terr != nil {
+		return nil, "", terr
+	}
+	return run, tok, nil
 }
 
 func writeTokenPiece(h interface{ Write([]byte) (int, error) }, s segment, m *manifest, objs []Object) {

@@ -36,6 +36,8 @@ const parquetBatch = 512
 type ParquetReader struct {
 	name   string
 	f      *parquet.File
+	ra     io.ReaderAt
+	size   int64
 	cols   []string
 	decs   []colDecoder
 	index  []int // file column -> output position, -1 when not bound
@@ -59,15 +61,16 @@ func OpenParquet(name string, r io.ReaderAt, size int64, closer io.Closer) (pr *
 			pr, err = nil, &idem.InputError{File: name, Msg: fmt.Sprintf("not a readable Parquet file (%v)", p)}
 		}
 	}()
+	// Declared sizes are checked against the file before parquet-go
+	// allocates by them (parquet_bounds.go).
+	if err := checkParquetFooter(r, size); err != nil {
+		return nil, parquetOpenError(name, err)
+	}
 	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		return nil, &idem.InputError{File: name, Msg: "not a readable Parquet file", Err: err}
+		return nil, parquetOpenError(name, err)
 	}
-	pr = &ParquetReader{name: name, f: f, closer: closer}
+	pr = &ParquetReader{name: name, f: f, ra: r, size: size, closer: closer}
 	fields := f.Schema().Fields()
 	for i, fl := range fields {
 		if !fl.Leaf() || fl.Repeated() {
@@ -89,6 +92,14 @@ func OpenParquet(name string, r io.ReaderAt, size int64, closer io.Closer) (pr *
 	}
 	pr.vals = make([]idem.Value, len(pr.cols))
 	return pr, nil
+}
+
+func parquetOpenError(name string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	return &idem.InputError{File: name, Msg: "not a readable Parquet file", Err: err}
 }
 
 // Columns names the file's top-level columns in schema order.
@@ -196,6 +207,15 @@ func (r *ParquetReader) fill() error {
 		if r.rows == nil {
 			if r.rg >= len(groups) {
 				return io.EOF
+			}
+			// Page sizes are checked before parquet-go allocates by
+			// them, one row group at a time as the rows stream.
+			md := r.f.Metadata()
+			if r.rg >= len(md.RowGroups) {
+				return r.corrupt(errors.New("row group missing from the footer"))
+			}
+			if err := checkRowGroupPages(r.ra, r.size, &md.RowGroups[r.rg]); err != nil {
+				return r.corrupt(err)
 			}
 			r.rows = groups[r.rg].Rows()
 			if r.buf == nil {
