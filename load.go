@@ -659,28 +659,48 @@ type rowBatch struct {
 }
 
 type inputPipe struct {
-	rows chan *rowBatch
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	rows    chan *rowBatch
+	quit    chan struct{}
+	parsing chan struct{} // closed when the parser has returned
+	conv    sync.WaitGroup
+	once    sync.Once
 }
+
+// parserGrace bounds how long stop waits for a parser blocked in Read: a
+// file answers at once, but a stalled pipe on stdin may never answer, and a
+// failed load must still return.
+const parserGrace = time.Second
 
 func (p *inputPipe) stop() {
 	p.once.Do(func() { close(p.quit) })
-	p.wg.Wait()
+	p.conv.Wait()
+	select {
+	case <-p.parsing:
+	case <-time.After(parserGrace):
+	}
 }
 
 func startPipe(in *Input) *inputPipe {
-	p := &inputPipe{rows: make(chan *rowBatch, 4), quit: make(chan struct{})}
+	p := &inputPipe{rows: make(chan *rowBatch, 4), quit: make(chan struct{}), parsing: make(chan struct{})}
 	recs := make(chan *recBatch, 4)
-	p.wg.Add(2)
+	quitting := func() bool {
+		select {
+		case <-p.quit:
+			return true
+		default:
+			return false
+		}
+	}
 	go func() { // parse
-		defer p.wg.Done()
+		defer close(p.parsing)
 		defer close(recs)
 		for {
 			b := &recBatch{vals: make([]Value, 0, pipeBatch*in.nIn), pos: make([]Pos, 0, pipeBatch)}
 			for len(b.pos) < pipeBatch {
 				rec, pos, err := in.rr.Read()
+				if quitting() {
+					return
+				}
 				if err != nil {
 					b.err, b.errPos = err, pos
 					break
@@ -698,9 +718,20 @@ func startPipe(in *Input) *inputPipe {
 			}
 		}
 	}()
+	p.conv.Add(1)
 	go func() { // canonicalise and hash
-		defer p.wg.Done()
-		for rb := range recs {
+		defer p.conv.Done()
+		for {
+			var rb *recBatch
+			select {
+			case r, ok := <-recs:
+				if !ok {
+					return
+				}
+				rb = r
+			case <-p.quit:
+				return
+			}
 			n, nc := len(rb.pos), len(in.plan.Columns)
 			b := &rowBatch{rows: make([]Row, 0, n), hash: make([]RowHash, 0, n), pos: rb.pos, err: rb.err, errPos: rb.errPos}
 			// One allocation for the batch's rows; a row may outlive the
@@ -721,11 +752,8 @@ func startPipe(in *Input) *inputPipe {
 				return
 			}
 			if b.err != nil {
-				// Stop the parser too: nothing after the first error is
-				// read.
+				// Nothing after the first error is read.
 				p.once.Do(func() { close(p.quit) })
-				for range recs {
-				}
 				return
 			}
 		}
