@@ -472,20 +472,26 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 			return nil, fmt.Errorf("commit %s: %w", pd.dir, err)
 		}
 	}
-	// 3. The ledger, with the state token of what is now committed.
-	tok, err := t.StateToken(ctx, p.Table, p.Partition)
+	// 3. The ledger, with the state token of what is now committed as it
+	// will be once step 4 is done. The folders in scope are listed after
+	// the commit, so every file their manifests do not list is found: the
+	// previous version's, and leftovers of crashed loads, also in folders
+	// this load did not change.
+	pieces, err := t.statePieces(ctx, p.Table, p.Partition)
 	if err != nil {
 		return nil, fmt.Errorf("state token: %w", err)
 	}
-	run.StateToken = tok
+	run.StateToken = tokenOf(pieces, true)
 	if err := t.putRun(ctx, run); err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
-	// 4. Files no manifest lists any more. A failure here leaves only
-	// unlisted files, which the next load of the folder removes.
-	for _, pd := range pend {
-		for _, name := range pd.stale {
-			_ = t.st.Delete(ctx, tableDir(p.Table)+pd.dir+name)
+	// 4. Files no manifest lists. A crash or failure here leaves unlisted
+	// files, which make the state token differ from the recorded one: the
+	// next load of the folder, even with the same input, takes the full
+	// path and removes them.
+	for _, pc := range pieces {
+		for _, name := range staleFiles(pc.m, pc.objs) {
+			_ = t.st.Delete(ctx, tableDir(p.Table)+pc.seg.dir+name)
 		}
 	}
 	return res, nil
@@ -505,9 +511,8 @@ func (b byKey) Swap(i, j int) {
 
 // pending is a folder whose files are written and whose manifest is not.
 type pending struct {
-	dir   string
-	man   *manifest
-	stale []string
+	dir string
+	man *manifest
 }
 
 // writeFiles stores a folder's new content under content-addressed names,
@@ -538,7 +543,6 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 		m.Columns = append(m.Columns, columnJSON{Name: c.Name, Type: c.Type.String()})
 	}
 	var segFP idem.Fingerprint
-	listed := map[string]bool{}
 	per := t.rowsPerFile
 	rows := make([]idem.Row, len(hrows))
 	for i, r := range hrows {
@@ -561,15 +565,8 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 				return nil, err
 			}
 		}
-		listed[name] = true
 		m.Files = append(m.Files, fileJSON{Name: name, Rows: int64(len(chunk)), Bytes: int64(len(enc.data)), SHA256: enc.sha, Fingerprint: fileFP.Hex()})
 	}
 	m.Rows, m.Fingerprint = segFP.Rows, segFP.Hex()
-	pd := &pending{dir: s.dir, man: m}
-	for _, o := range objs {
-		if !listed[o.Name] && (strings.HasPrefix(o.Name, dataPrefix) || strings.HasPrefix(o.Name, tmpPrefix)) {
-			pd.stale = append(pd.stale, o.Name)
-		}
-	}
-	return pd, nil
+	return &pending{dir: s.dir, man: m}, nil
 }
