@@ -67,6 +67,9 @@ type Target struct {
 	// partitionBy is the column a new table is partitioned by when a
 	// load names no --partition (URL option partition_by).
 	partitionBy string
+	// spillLimit is how many bytes of a keyless load's input are buffered
+	// in memory before going to a temporary file (0: spillBuffer).
+	spillLimit int
 }
 
 var (
