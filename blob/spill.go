@@ -85,7 +85,10 @@ func (s *spill) flush() error {
 		}
 		s.chunks[dir] = append(s.chunks[dir], spillChunk{off: s.size, n: len(b)})
 		s.size += int64(len(b))
-		s.bufs[dir] = b[:0]
+		// Dropped, not reused: kept buffers would each hold on to the
+		// largest size they ever reached, and together many times the
+		// limit when the input comes folder after folder.
+		delete(s.bufs, dir)
 	}
 	s.buffered = 0
 	return nil
