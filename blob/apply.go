@@ -197,8 +197,24 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	// The input's own hash is the table's when the load writes every
 	// column of the table (the hasher orders columns by name).
 	sameHash := len(out) == len(p.Columns)
+	// A keyed load reads the whole input first (duplicates and matches
+	// may cross folders). A keyless one decides folder by folder, so its
+	// rows wait on disk, grouped by folder, and only one folder's rows are
+	// in memory at a time.
 	var rows []hrow
 	var poss []idem.Pos
+	var rowsIn int64
+	var sp *spill
+	fpNew := map[string]*idem.Fingerprint{}
+	if !keyed {
+		lim := t.spillLimit
+		if lim <= 0 {
+			lim = spillBuffer
+		}
+		sp = newSpill(lim)
+		defer sp.Close()
+	}
+	var rowBuf idem.Row
 	for n := 0; ; n++ {
 		r, err := in.Next()
 		if err == io.EOF {
@@ -207,7 +223,10 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		if err != nil {
 			return nil, err
 		}
-		row := make(idem.Row, len(out))
+		row := rowBuf // the spill copies the values
+		if keyed || row == nil {
+			row = make(idem.Row, len(out))
+		}
 		for j := range row {
 			row[j] = idem.Null
 		}
@@ -218,9 +237,22 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		if !sameHash {
 			rh = h.Hash(row)
 		}
-		rows = append(rows, hrow{row, rh})
+		rowsIn++
 		if keyed {
+			rows = append(rows, hrow{row, rh})
 			poss = append(poss, in.Pos())
+		} else {
+			d := segOf(row)
+			fp := fpNew[d]
+			if fp == nil {
+				fp = &idem.Fingerprint{}
+				fpNew[d] = fp
+			}
+			fp.Add(rh)
+			if err := sp.add(d, rh, row); err != nil {
+				return nil, err
+			}
+			rowBuf = row
 		}
 		if n&4095 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -228,7 +260,6 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 			}
 		}
 	}
-	rowsIn := int64(len(rows))
 	var skipped int64
 	if keyed {
 		first := make(map[string]int, len(rows))
@@ -281,6 +312,9 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 	dirty := map[string]bool{}
 	var oldIn []oldRow
 	for _, s := range segs {
+		if !keyed {
+			break // read folder by folder below
+		}
 		segVal[s.dir] = s.value
 		m := ts.mans[s.dir]
 		if m == nil {
@@ -304,47 +338,75 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 
 	var c struct{ ins, upd, del, unch, skip int64 }
 	c.skip = skipped
+	var outFP idem.Fingerprint
+	var pend []*pending
 	if !keyed {
 		// Folder by folder: a folder whose rows in scope are already
 		// exactly the input's rows for it keeps its files, so a load of
-		// many partitions rewrites only those that changed.
-		fpOld := map[string]*idem.Fingerprint{}
-		fpNew := map[string]*idem.Fingerprint{}
-		add := func(m map[string]*idem.Fingerprint, d string, h idem.RowHash) {
-			fp := m[d]
-			if fp == nil {
-				fp = &idem.Fingerprint{}
-				m[d] = fp
+		// many partitions rewrites only those that changed. One folder's
+		// old and new rows are in memory at a time.
+		oldSeg := map[string]segment{}
+		dirs := make([]string, 0, len(segs)+len(fpNew))
+		for _, s := range segs {
+			segVal[s.dir] = s.value
+			if ts.mans[s.dir] != nil {
+				oldSeg[s.dir] = s
+				dirs = append(dirs, s.dir)
 			}
-			fp.Add(h)
 		}
-		newDir := make([]string, len(rows))
-		for i, r := range rows {
-			newDir[i] = segOf(r.row)
-			add(fpNew, newDir[i], r.h)
+		for d := range fpNew {
+			if _, ok := oldSeg[d]; !ok {
+				dirs = append(dirs, d)
+			}
 		}
-		for _, o := range oldIn {
-			add(fpOld, o.dir, o.h)
-		}
-		same := func(d string) bool {
-			a, b := fpOld[d], fpNew[d]
-			return a != nil && b != nil && *a == *b
-		}
-		for _, o := range oldIn {
-			if same(o.dir) {
-				c.unch++
-				final[o.dir] = append(final[o.dir], hrow{o.row, o.h})
+		sort.Strings(dirs)
+		for _, d := range dirs {
+			var fin, oldD []hrow
+			var fpOld idem.Fingerprint
+			isDirty := false
+			if s, ok := oldSeg[d]; ok {
+				err := t.readRows(ctx, p.Table, s, ts.mans[d], out, func(r idem.Row) error {
+					hr := hrow{r, h.Hash(r)}
+					if inScope(r) {
+						oldD = append(oldD, hr)
+						fpOld.Add(hr.h)
+					} else {
+						fin = append(fin, hr)
+					}
+					return nil
+				})
+				if err != nil {
+					return nil, err
+				}
+				isDirty = grown
+			}
+			if fpN := fpNew[d]; len(oldD) > 0 && fpN != nil && fpOld == *fpN {
+				c.unch += int64(len(oldD))
+				fin = append(fin, oldD...)
 			} else {
-				c.del++
-				dirty[o.dir] = true
+				c.del += int64(len(oldD))
+				news, err := sp.rows(d, len(out))
+				if err != nil {
+					return nil, err
+				}
+				c.ins += int64(len(news))
+				isDirty = isDirty || len(oldD) > 0 || len(news) > 0
+				fin = append(fin, news...)
 			}
-		}
-		for i, r := range rows {
-			if d := newDir[i]; !same(d) {
-				c.ins++
-				final[d] = append(final[d], r)
-				dirty[d] = true
+			oldD = nil
+			for _, r := range fin {
+				if p.Partition == nil || (!r.row[pidx].Null && r.row[pidx].S == p.Partition.Value) {
+					outFP.Add(r.h)
+				}
 			}
+			if !isDirty || p.DryRun {
+				continue
+			}
+			pd, err := t.writeFiles(ctx, p, segment{dir: d, value: segVal[d]}, partCol, out, fin)
+			if err != nil {
+				return nil, err
+			}
+			pend = append(pend, pd)
 		}
 	} else {
 		oldMap := make(map[string]int, len(oldIn))
@@ -409,7 +471,6 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 			dirty[d] = true
 		}
 	}
-	var outFP idem.Fingerprint
 	for _, rs := range final {
 		for _, r := range rs {
 			if p.Partition == nil || (!r.row[pidx].Null && r.row[pidx].S == p.Partition.Value) {
@@ -434,13 +495,13 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		StartedAt: idem.FormatTimestamp(p.Started()), FinishedAt: idem.FormatTimestamp(p.Now()),
 	}
 
-	// 1. New files of every changed folder.
+	// 1. New files of every changed folder (a keyless load wrote them
+	// above, folder by folder).
 	dirs := make([]string, 0, len(dirty))
 	for d := range dirty {
 		dirs = append(dirs, d)
 	}
 	sort.Strings(dirs)
-	var pend []*pending
 	for _, d := range dirs {
 		rs := final[d]
 		if keyed {
@@ -454,8 +515,10 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 		if err != nil {
 			return nil, err
 		}
-		pd.man.Run = &runRecord{Run: *run}
 		pend = append(pend, pd)
+	}
+	for _, pd := range pend {
+		pd.man.Run = &runRecord{Run: *run}
 	}
 	for _, l := range locks {
 		if err := l.Lost(); err != nil {
@@ -472,20 +535,26 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 			return nil, fmt.Errorf("commit %s: %w", pd.dir, err)
 		}
 	}
-	// 3. The ledger, with the state token of what is now committed.
-	tok, err := t.StateToken(ctx, p.Table, p.Partition)
+	// 3. The ledger, with the state token of what is now committed as it
+	// will be once step 4 is done. The folders in scope are listed after
+	// the commit, so every file their manifests do not list is found: the
+	// previous version's, and leftovers of crashed loads, also in folders
+	// this load did not change.
+	pieces, err := t.statePieces(ctx, p.Table, p.Partition)
 	if err != nil {
 		return nil, fmt.Errorf("state token: %w", err)
 	}
-	run.StateToken = tok
+	run.StateToken = tokenOf(pieces, true)
 	if err := t.putRun(ctx, run); err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
-	// 4. Files no manifest lists any more. A failure here leaves only
-	// unlisted files, which the next load of the folder removes.
-	for _, pd := range pend {
-		for _, name := range pd.stale {
-			_ = t.st.Delete(ctx, tableDir(p.Table)+pd.dir+name)
+	// 4. Files no manifest lists. A crash or failure here leaves unlisted
+	// files, which make the state token differ from the recorded one: the
+	// next load of the folder, even with the same input, takes the full
+	// path and removes them.
+	for _, pc := range pieces {
+		for _, name := range staleFiles(pc.m, pc.objs) {
+			_ = t.st.Delete(ctx, tableDir(p.Table)+pc.seg.dir+name)
 		}
 	}
 	return res, nil
@@ -505,9 +574,8 @@ func (b byKey) Swap(i, j int) {
 
 // pending is a folder whose files are written and whose manifest is not.
 type pending struct {
-	dir   string
-	man   *manifest
-	stale []string
+	dir string
+	man *manifest
 }
 
 // writeFiles stores a folder's new content under content-addressed names,
@@ -538,7 +606,6 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 		m.Columns = append(m.Columns, columnJSON{Name: c.Name, Type: c.Type.String()})
 	}
 	var segFP idem.Fingerprint
-	listed := map[string]bool{}
 	per := t.rowsPerFile
 	rows := make([]idem.Row, len(hrows))
 	for i, r := range hrows {
@@ -561,15 +628,8 @@ func (t *Target) writeFiles(ctx context.Context, p *idem.Plan, s segment, partCo
 				return nil, err
 			}
 		}
-		listed[name] = true
 		m.Files = append(m.Files, fileJSON{Name: name, Rows: int64(len(chunk)), Bytes: int64(len(enc.data)), SHA256: enc.sha, Fingerprint: fileFP.Hex()})
 	}
 	m.Rows, m.Fingerprint = segFP.Rows, segFP.Hex()
-	pd := &pending{dir: s.dir, man: m}
-	for _, o := range objs {
-		if !listed[o.Name] && (strings.HasPrefix(o.Name, dataPrefix) || strings.HasPrefix(o.Name, tmpPrefix)) {
-			pd.stale = append(pd.stale, o.Name)
-		}
-	}
-	return pd, nil
+	return &pending{dir: s.dir, man: m}, nil
 }

@@ -197,3 +197,109 @@ func afterNewFile(ctx context.Context, st Store, seg string, delay time.Duration
 	}()
 	return ch
 }
+
+// crashBeforeCleanup is a store on which a load gets as far as a load that
+// is killed after its ledger entry and before its deletes: every delete of
+// a data file is lost.
+type crashBeforeCleanup struct{ Store }
+
+func (crashBeforeCleanup) Delete(context.Context, string) error {
+	return errors.New("process killed before the cleanup")
+}
+
+// TestRerunAfterCrashBeforeCleanup: a load that dies between recording its
+// run and deleting the replaced files leaves files its manifest does not
+// list. An identical rerun must not take the fast path over them: it must
+// leave exactly a clean load's files. Leftovers a load did not make (a
+// stray data file and a temporary file in a folder the rerun does not
+// change) are removed the same way. Once the folder is clean, an identical
+// rerun uploads and deletes nothing.
+func TestRerunAfterCrashBeforeCleanup(t *testing.T) {
+	backends(t, func(t *testing.T, newURL func(t *testing.T) string) {
+		ctx := context.Background()
+		ins := []string{dayCSV(t, 11, 3000, 0), dayCSV(t, 11, 3000, -3)}
+		spec := daySpec(11, idem.ReplacePartition, "")
+		seg := tableDir("orders") + segDir("order_date", idem.V("2024-01-11"))
+		withRows := func(u string) string { return withParam(u, "rows_per_file", "1000") }
+
+		ref := openT(t, withRows(newURL(t)))
+		loadFile(t, ref, spec, ins[1])
+		clean := dataFiles(snapshot(t, ref.st, seg))
+		if len(clean) != 3 {
+			t.Fatalf("want a clean partition of 3 files, have %d", len(clean))
+		}
+
+		tg := openT(t, withRows(newURL(t)))
+		st := tg.st
+		loadFile(t, tg, spec, ins[0])
+		tg.st = crashBeforeCleanup{st}
+		loadFile(t, tg, spec, ins[1])
+		cs := &countingStore{Store: st}
+		tg.st = cs
+		left := dataFiles(snapshot(t, st, seg))
+		if len(left) != 6 || len(diffKeys(clean, left)) != 3 {
+			t.Fatalf("the crash left %d files (%d not a clean load's), want 6 (3)", len(left), len(diffKeys(clean, left)))
+		}
+		last, err := tg.LastRun(ctx, "orders", spec.Partition.String())
+		if err != nil || last == nil {
+			t.Fatalf("last run: %v %v", last, err)
+		}
+		if tok, err := tg.StateToken(ctx, "orders", spec.Partition); err != nil || tok == last.StateToken {
+			t.Fatalf("state token %q with leftovers still matches the recorded one %q (%v)", tok, last.StateToken, err)
+		}
+
+		check := func(what string, wantFast bool) {
+			t.Helper()
+			cs.reset()
+			res := loadFile(t, tg, spec, ins[1])
+			if res.Fast != wantFast {
+				t.Fatalf("%s: fast path %v, want %v", what, res.Fast, wantFast)
+			}
+			if d := diffKeys(clean, dataFiles(snapshot(t, st, seg))); len(d) != 0 {
+				t.Fatalf("%s: files differ from a clean load's: %v", what, d)
+			}
+			f, err := idem.FingerprintOf(ctx, tg, "orders", spec.Partition)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := idem.FingerprintOf(ctx, ref, "orders", spec.Partition)
+			if err != nil || f != g {
+				t.Fatalf("%s: fingerprint %s, a clean load's %s (%v)", what, f.Hex(), g.Hex(), err)
+			}
+			for _, k := range dataWrites(cs.puts) {
+				if strings.Contains(k, dataPrefix) {
+					t.Fatalf("%s: uploaded %s, which was already there", what, k)
+				}
+			}
+		}
+		check("rerun after the crash", false)
+		check("identical rerun of the clean folder", true)
+		if w := dataWrites(cs.puts); len(w) != 0 || len(cs.deletes) != 0 {
+			t.Fatalf("identical rerun of a clean folder wrote %v and deleted %v", w, cs.deletes)
+		}
+
+		// Leftovers of someone else: a stray data file and a temporary file.
+		var name string
+		for k := range clean {
+			name = k[strings.LastIndex(k, "/")+1:]
+			break
+		}
+		b, err := st.Get(ctx, seg+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{seg + dataPrefix + "99999-0123456789abcdef.parquet", seg + tmpPrefix + "0123-" + name} {
+			if _, err := st.Put(ctx, k, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check("rerun over stray files", false)
+		if w := dataWrites(cs.puts); len(w) != 0 {
+			t.Fatalf("rerun over stray files of an unchanged folder wrote %v", w)
+		}
+		if len(cs.deletes) != 2 {
+			t.Fatalf("rerun over stray files deleted %v, want the 2 strays", cs.deletes)
+		}
+		check("identical rerun after the strays went", true)
+	})
+}

@@ -14,9 +14,13 @@
 //     a new version never overwrites a file the current manifest lists.
 //  4. Write _idem_manifest.json (the commit point): files, row counts,
 //     fingerprints, the run and its execution date.
-//  5. Append the run to the ledger folder _idem_runs/.
-//  6. Delete the files of the previous version (and leftovers of crashed
-//     loads).
+//  5. Append the run to the ledger folder _idem_runs/, with the state token
+//     the folders in scope will have after step 6.
+//  6. Delete every data file the manifests in scope do not list: the
+//     previous version's and leftovers of crashed loads. The state token
+//     counts unlisted files, so a load killed before this step is never
+//     mistaken for done: its rerun, even with the same input, takes the
+//     full path and deletes them.
 //
 // What readers see during a load:
 //
@@ -63,6 +67,9 @@ type Target struct {
 	// partitionBy is the column a new table is partitioned by when a
 	// load names no --partition (URL option partition_by).
 	partitionBy string
+	// spillLimit is how many bytes of a keyless load's input are buffered
+	// in memory before going to a temporary file (0: spillBuffer).
+	spillLimit int
 }
 
 var (
@@ -252,10 +259,23 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 }
 
 // StateToken summarises, for each folder in scope, the files its manifest
-// lists and their current size and ETag (modification time locally), so
-// any rewrite, deletion or new commit changes it. It costs one manifest GET
-// and one LIST per folder, issued side by side, and one LIST of the table.
+// lists with their current size and ETag (modification time locally), and
+// any data or temporary file in the folder that the manifest does not list
+// (left by a crashed or failed load), so any rewrite, deletion, new commit
+// or leftover changes it. A folder with leftovers thus never matches the
+// token a completed load recorded, and its rerun takes the full path, which
+// removes them. It costs one manifest GET and one LIST per folder, issued
+// side by side, and one LIST of the table.
 func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partition) (string, error) {
+	pieces, err := t.statePieces(ctx, table, part)
+	if err != nil {
+		return "", err
+	}
+	return tokenOf(pieces, false), nil
+}
+
+// statePieces fetches the manifest and listing of every folder in scope.
+func (t *Target) statePieces(ctx context.Context, table string, part *idem.Partition) ([]*segPiece, error) {
 	// A partition load's folder is known before the table is listed (when
 	// the table is partitioned by that column, as it is in the common
 	// case): fetch it at the same time as the listing.
@@ -269,7 +289,7 @@ func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partit
 	lay, err := t.readLayout(ctx, table)
 	wg.Wait()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// The partition value is as the user spelt it: a non-canonical
 	// spelling names no folder and only misses the fast path.
@@ -292,19 +312,28 @@ func (t *Target) StateToken(ctx context.Context, table string, part *idem.Partit
 		go func() { defer func() { <-sem; wg.Done() }(); t.fetchPiece(ctx, table, p) }()
 	}
 	wg.Wait()
-	h := sha256.New()
 	any := false
 	for _, p := range pieces {
 		if p.err != nil {
-			return "", p.err
+			return nil, p.err
 		}
 		any = any || p.m != nil
-		writeTokenPiece(h, p.seg, p.m, p.objs)
 	}
 	if !any && len(lay.all()) == 0 {
-		return "", fmt.Errorf("%q: %w", table, idem.ErrNoTable)
+		return nil, fmt.Errorf("%q: %w", table, idem.ErrNoTable)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+	return pieces, nil
+}
+
+// tokenOf hashes the pieces into a state token. withoutStale leaves out
+// the folders' unlisted files: the token as it will be once they are
+// deleted, which a load records before deleting them.
+func tokenOf(pieces []*segPiece, withoutStale bool) string {
+	h := sha256.New()
+	for _, p := range pieces {
+		writeTokenPiece(h, p.seg, p.m, p.objs, withoutStale)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // segPiece is what the state token needs of one folder.
@@ -355,24 +384,51 @@ func (t *Target) LastRunAndToken(ctx context.Context, table string, part *idem.P
 	return run, tok, nil
 }
 
-func writeTokenPiece(h interface{ Write([]byte) (int, error) }, s segment, m *manifest, objs []Object) {
+func writeTokenPiece(h interface{ Write([]byte) (int, error) }, s segment, m *manifest, objs []Object, withoutStale bool) {
 	fmt.Fprintf(h, "seg %q\n", s.dir)
 	if m == nil {
 		fmt.Fprintf(h, "none\n")
+	} else {
+		byName := make(map[string]Object, len(objs))
+		for _, o := range objs {
+			byName[o.Name] = o
+		}
+		for _, f := range m.Files {
+			o, ok := byName[f.Name]
+			if !ok {
+				fmt.Fprintf(h, "file %q %s missing\n", f.Name, f.SHA256)
+				continue
+			}
+			fmt.Fprintf(h, "file %q %s %d %s\n", f.Name, f.SHA256, o.Size, o.ETag)
+		}
+	}
+	if withoutStale {
 		return
 	}
-	byName := make(map[string]Object, len(objs))
-	for _, o := range objs {
-		byName[o.Name] = o
+	// A clean folder adds nothing here, so tokens recorded before
+	// leftovers were counted still match a clean folder.
+	for _, name := range staleFiles(m, objs) {
+		fmt.Fprintf(h, "stale %q\n", name)
 	}
-	for _, f := range m.Files {
-		o, ok := byName[f.Name]
-		if !ok {
-			fmt.Fprintf(h, "file %q %s missing\n", f.Name, f.SHA256)
-			continue
+}
+
+// staleFiles are the folder's data and temporary files that its manifest
+// (nil: the folder was never committed) does not list, sorted by name.
+func staleFiles(m *manifest, objs []Object) []string {
+	listed := map[string]bool{}
+	if m != nil {
+		for _, f := range m.Files {
+			listed[f.Name] = true
 		}
-		fmt.Fprintf(h, "file %q %s %d %s\n", f.Name, f.SHA256, o.Size, o.ETag)
 	}
+	var out []string
+	for _, o := range objs {
+		if !listed[o.Name] && (strings.HasPrefix(o.Name, dataPrefix) || strings.HasPrefix(o.Name, tmpPrefix)) {
+			out = append(out, o.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Ledger: one small object per run under <table>/_idem_runs/<partition>/,
