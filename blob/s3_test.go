@@ -93,8 +93,9 @@ func TestConformanceS3(t *testing.T) {
 			// lock object behind, and the rerun waits it out.
 			return withParam(s3URL(t), "lease", "2s")
 		},
-		Open:    func(ctx context.Context, url string) (idem.Target, error) { return Open(ctx, url) },
-		NoQuery: noQuery,
+		Open:       func(ctx context.Context, url string) (idem.Target, error) { return Open(ctx, url) },
+		NoQuery:    noQuery,
+		NoTableKey: noTableKey,
 	})
 }
 

@@ -14,8 +14,8 @@ func ctxb() context.Context { return context.Background() }
 // testBadInput loads a good baseline, then each bad input: every one must be
 // an *idem.InputError whose message points at the right place, and must
 // leave the target's content and ledger exactly as they were.
-func testBadInput(t *testing.T, b Backend) {
-	tg, _ := open(t, b)
+func testBadInput(t *testing.T, be Backend) {
+	tg, _ := open(t, be)
 	base := spec("orders", idem.Upsert, "id", "")
 	mustLoad(t, tg, base, writeFile(t, "base.csv", v1))
 	part := spec("orders", idem.ReplacePartition, "id", "day=2024-01-01")
@@ -124,6 +124,10 @@ func testBadInput(t *testing.T, b Backend) {
 		// of a row in another partition: the target refuses the row while
 		// the input is still streaming, and that refusal (not a broken
 		// stream) is what must be reported, at its line.
+		if b := be.NoTableKey; b != "" {
+			t.Logf("skipping the primary-key collision check: %s", b)
+			return
+		}
 		b.Reset()
 		b.WriteString("id,day,amount,name\n")
 		for i := 1; i <= 30000; i++ {
