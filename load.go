@@ -552,7 +552,7 @@ func (in *Input) Next() (Row, error) {
 		rec, pos := in.sample[0], in.samplePos[0]
 		in.sample, in.samplePos = in.sample[1:], in.samplePos[1:]
 		in.pos = pos
-		row, h, err := in.convert(make(Row, len(in.plan.Columns)), rec[:in.nIn], pos)
+		row, h, err := in.convert(in.hasher, make(Row, len(in.plan.Columns)), rec[:in.nIn], pos)
 		if err != nil {
 			return nil, err
 		}
@@ -595,7 +595,7 @@ func (in *Input) Close() {
 
 // convert types, canonicalises, checks and hashes one record into row
 // (len(plan.Columns) values).
-func (in *Input) convert(row Row, rec []Value, pos Pos) (Row, RowHash, error) {
+func (in *Input) convert(hasher *RowHasher, row Row, rec []Value, pos Pos) (Row, RowHash, error) {
 	cols := in.plan.Columns
 	for i, v := range rec {
 		if !v.Null {
@@ -633,7 +633,7 @@ func (in *Input) convert(row Row, rec []Value, pos Pos) (Row, RowHash, error) {
 				Msg: fmt.Sprintf("row is outside the partition: %s, want %q", got, in.plan.Partition.Value)}
 		}
 	}
-	return row, in.hasher.Hash(row), nil
+	return row, hasher.Hash(row), nil
 }
 
 // pipeBatch is how many records travel together between the stages:
@@ -671,6 +671,10 @@ type inputPipe struct {
 // failed load must still return.
 const parserGrace = time.Second
 
+// converters is how many goroutines canonicalise and hash: converting
+// costs about twice what parsing does, so two keep up with one parser.
+const converters = 2
+
 func (p *inputPipe) stop() {
 	p.once.Do(func() { close(p.quit) })
 	p.conv.Wait()
@@ -680,9 +684,19 @@ func (p *inputPipe) stop() {
 	}
 }
 
+// job is one batch on its way through a converter; done is closed when out
+// is ready. The orderer hands jobs to the consumer in the order the parser
+// made them, whichever converter finishes first.
+type job struct {
+	in   *recBatch
+	out  *rowBatch
+	done chan struct{}
+}
+
 func startPipe(in *Input) *inputPipe {
 	p := &inputPipe{rows: make(chan *rowBatch, 4), quit: make(chan struct{}), parsing: make(chan struct{})}
-	recs := make(chan *recBatch, 4)
+	work := make(chan *job, 2*converters)
+	order := make(chan *job, 2*converters)
 	quitting := func() bool {
 		select {
 		case <-p.quit:
@@ -691,9 +705,18 @@ func startPipe(in *Input) *inputPipe {
 			return false
 		}
 	}
+	send := func(c chan *job, j *job) bool {
+		select {
+		case c <- j:
+			return true
+		case <-p.quit:
+			return false
+		}
+	}
 	go func() { // parse
 		defer close(p.parsing)
-		defer close(recs)
+		defer close(order)
+		defer close(work)
 		for {
 			b := &recBatch{vals: make([]Value, 0, pipeBatch*in.nIn), pos: make([]Pos, 0, pipeBatch)}
 			for len(b.pos) < pipeBatch {
@@ -708,50 +731,72 @@ func startPipe(in *Input) *inputPipe {
 				b.vals = append(b.vals, rec...)
 				b.pos = append(b.pos, pos)
 			}
-			select {
-			case recs <- b:
-			case <-p.quit:
-				return
-			}
-			if b.err != nil {
+			j := &job{in: b, done: make(chan struct{})}
+			if !send(order, j) || !send(work, j) || b.err != nil {
 				return
 			}
 		}
 	}()
-	p.conv.Add(1)
-	go func() { // canonicalise and hash
+	p.conv.Add(converters + 1)
+	for range converters {
+		go func() { // canonicalise and hash
+			defer p.conv.Done()
+			hasher := NewRowHasher(in.plan.Columns)
+			for {
+				var j *job
+				select {
+				case r, ok := <-work:
+					if !ok {
+						return
+					}
+					j = r
+				case <-p.quit:
+					return
+				}
+				rb := j.in
+				n, nc := len(rb.pos), len(in.plan.Columns)
+				b := &rowBatch{rows: make([]Row, 0, n), hash: make([]RowHash, 0, n), pos: rb.pos, err: rb.err, errPos: rb.errPos}
+				// One allocation for the batch's rows; a row may outlive
+				// the batch (a target that merges in memory keeps it).
+				flat := make([]Value, n*nc)
+				for k := 0; k < n; k++ {
+					row, h, err := in.convert(hasher, flat[k*nc:(k+1)*nc:(k+1)*nc], rb.vals[k*in.nIn:(k+1)*in.nIn], rb.pos[k])
+					if err != nil {
+						b.pos, b.err, b.errPos = rb.pos[:k], err, rb.pos[k]
+						break
+					}
+					b.rows = append(b.rows, row)
+					b.hash = append(b.hash, h)
+				}
+				j.out = b
+				close(j.done)
+			}
+		}()
+	}
+	go func() { // hand batches on in input order
 		defer p.conv.Done()
 		for {
-			var rb *recBatch
+			var j *job
 			select {
-			case r, ok := <-recs:
+			case r, ok := <-order:
 				if !ok {
 					return
 				}
-				rb = r
+				j = r
 			case <-p.quit:
 				return
-			}
-			n, nc := len(rb.pos), len(in.plan.Columns)
-			b := &rowBatch{rows: make([]Row, 0, n), hash: make([]RowHash, 0, n), pos: rb.pos, err: rb.err, errPos: rb.errPos}
-			// One allocation for the batch's rows; a row may outlive the
-			// batch (a target that merges in memory keeps it).
-			flat := make([]Value, n*nc)
-			for k := 0; k < n; k++ {
-				row, h, err := in.convert(flat[k*nc:(k+1)*nc:(k+1)*nc], rb.vals[k*in.nIn:(k+1)*in.nIn], rb.pos[k])
-				if err != nil {
-					b.pos, b.err, b.errPos = rb.pos[:k], err, rb.pos[k]
-					break
-				}
-				b.rows = append(b.rows, row)
-				b.hash = append(b.hash, h)
 			}
 			select {
-			case p.rows <- b:
+			case <-j.done:
 			case <-p.quit:
 				return
 			}
-			if b.err != nil {
+			select {
+			case p.rows <- j.out:
+			case <-p.quit:
+				return
+			}
+			if j.out.err != nil {
 				// Nothing after the first error is read.
 				p.once.Do(func() { close(p.quit) })
 				return
