@@ -104,7 +104,10 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 // server; a pipeline only shares the round trip, and a failed round trip
 // fails every call in it (callers fail closed, as before).
 const (
-	pipeliners = 4
+	// Measured at 2,000 and 5,000 claims+completions a second: 1, 2 and
+	// 4 pipeliners were within noise of each other at p50 (0.17-0.23 ms);
+	// 4 had the worst p99 at 5,000.
+	pipeliners = 2
 	maxBatch   = 256
 )
 
