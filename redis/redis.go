@@ -2,7 +2,7 @@
 // and `idem serve` across many machines. Every state change is one Lua
 // script, so a claim, a takeover or a fenced completion is atomic on the
 // server; deadlines use the server's clock (TIME), so clients with skewed
-// clocks agree.
+// clocks agree. Concurrent calls share round trips (see pipeliner).
 //
 // Durability depends on the server: with appendonly yes and appendfsync
 // everysec a crash can forget about one second of claims and completions
