@@ -42,6 +42,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -246,28 +247,37 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 }
 
 // heartbeat renews the lease while the handler runs, so a slow handler is
-// not mistaken for a dead one.
-func (m *Middleware) heartbeat(base context.Context, scope, key, token string) func() {
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(m.o.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-				err := m.o.Store.Extend(ctx, scope, key, token, m.o.Lease)
-				cancel()
-				if err != nil {
-					m.o.Logger.Warn("could not renew the lease of a running request", "err", err)
-				}
-			}
+// not mistaken for a dead one. A timer, not a goroutine with a ticker:
+// almost every request ends long before its first renewal, and a
+// goroutine, a ticker and two channels per request were CPU that a proxy
+// on a small machine shares with its upstream and its store. The returned
+// stop waits for a renewal in progress.
+func (m *Middleware) heartbeat(base context.Context, scope, key, token string) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // the callback must not see t unset
+	defer mu.Unlock()
+	t = time.AfterFunc(m.o.Lease/3, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done); <-stopped }
+		ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
+		err := m.o.Store.Extend(ctx, scope, key, token, m.o.Lease)
+		cancel()
+		if err != nil {
+			m.o.Logger.Warn("could not renew the lease of a running request", "err", err)
+		}
+		t.Reset(m.o.Lease / 3)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 func (m *Middleware) release(base context.Context, scope, key, token string) {

@@ -18,11 +18,13 @@ import (
 // any number of machines. Lease and TTL deadlines use the server's clock,
 // so clients with skewed clocks agree on when a lease ends.
 //
-// Durability: every claim and every completion is its own commit, so with
-// the default synchronous_commit=on each waits for one WAL flush; concurrent
-// commits share a flush (group commit), which is what keeps the store up
-// with thousands of requests a second. Replays and conflicts write nothing
-// and wait for no flush. Adding ?synchronous_commit=off to the URL removes
+// Durability: a claim is acknowledged only after the commit that made it,
+// and so is a completion; with the default synchronous_commit=on each of
+// those commits has waited for the WAL flush. Concurrent claims and
+// completions are grouped into one transaction (batch.go), so one commit
+// and one flush cover many requests: that is what keeps the store up with
+// thousands of requests a second. Replays and conflicts write nothing and
+// wait for no flush. Adding ?synchronous_commit=off to the URL removes
 // the flush wait: a server crash can then forget the last ~0.6 s of claims
 // and completions (never corrupt them), so a retry in that window could run
 // again.
@@ -31,9 +33,12 @@ type KeyStore struct {
 	// claims takes at-least-once claims: the same pool, or with
 	// ?async_claims=true one whose commits do not wait for the WAL flush.
 	claims *pgxpool.Pool
-	url    string
-	ops    atomic.Uint64
-	sweep  atomic.Bool
+	// writes and claimWrites group concurrent writes into one commit
+	// (batch.go); claimWrites is writes unless claims is its own pool.
+	writes, claimWrites *batcher
+	url                 string
+	ops                 atomic.Uint64
+	sweep               atomic.Bool
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)
@@ -97,6 +102,11 @@ func OpenKeyStore(ctx context.Context, url string) (*KeyStore, error) {
 			pool.Close()
 			return nil, &idem.StoreError{Op: "open postgres " + idem.RedactURL(url), Err: errors.New(redactErr(err, url))}
 		}
+	}
+	s.writes = newBatcher(s.pool)
+	s.claimWrites = s.writes
+	if s.claims != s.pool {
+		s.claimWrites = newBatcher(s.claims)
 	}
 	return s, nil
 }
@@ -167,21 +177,21 @@ RETURNING attempt`
 func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.ClaimResult, error) {
 	s.maybeSweep(ctx)
 	lease, ttl := req.Lease.Milliseconds(), req.TTL.Milliseconds()
-	claims := s.pool
+	claims, writes := s.pool, s.writes
 	if req.Takeover {
-		claims = s.claims
+		claims, writes = s.claims, s.claimWrites
 	}
 	for try := 0; ; try++ {
 		tok := idem.NewToken()
-		var attempt int
-		err := claims.QueryRow(ctx, pgInsert, req.Scope, req.Key, req.Fingerprint, tok, lease, ttl).Scan(&attempt)
-		if err == nil {
-			return idem.ClaimResult{Status: idem.StatusClaimed, Token: tok, Attempt: attempt}, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		ins := &op{kind: opClaim, scope: req.Scope, key: req.Key, fp: req.Fingerprint, token: tok, lease: lease, ttl: ttl}
+		if err := writes.do(ctx, ins); err != nil {
 			return idem.ClaimResult{}, s.storeErr("claim", err)
 		}
+		if ins.ok {
+			return idem.ClaimResult{Status: idem.StatusClaimed, Token: tok, Attempt: ins.attempt}, nil
+		}
 		var (
+			attempt   int
 			fp        string
 			done      bool
 			expired   bool
@@ -189,7 +199,7 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 			completed *time.Time
 			payload   []byte
 		)
-		err = s.pool.QueryRow(ctx, pgRead, req.Scope, req.Key).Scan(&fp, &done, &attempt, &expired, &leftMS, &completed, &payload)
+		err := s.pool.QueryRow(ctx, pgRead, req.Scope, req.Key).Scan(&fp, &done, &attempt, &expired, &leftMS, &completed, &payload)
 		if errors.Is(err, pgx.ErrNoRows) && try < 10 {
 			continue // released or swept in between: insert again
 		}
@@ -235,12 +245,22 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 	}
 }
 
-func (s *KeyStore) exec(ctx context.Context, op, q string, args ...any) error {
-	tag, err := s.pool.Exec(ctx, q, args...)
-	if err != nil {
-		return s.storeErr(op, err)
+const (
+	pgComplete = `UPDATE idem_keys SET done = true, token = '', payload = $4,
+	completed_at = statement_timestamp(), expires_at = statement_timestamp() + $5 * interval '1 millisecond'
+WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
+	pgRelease = `DELETE FROM idem_keys
+WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
+	pgExtend = `UPDATE idem_keys SET lease_until = statement_timestamp() + $4 * interval '1 millisecond'
+WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
+)
+
+// write runs a fenced write through the group committer.
+func (s *KeyStore) write(ctx context.Context, name string, o *op) error {
+	if err := s.writes.do(ctx, o); err != nil {
+		return s.storeErr(name, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !o.ok {
 		return idem.ErrLost
 	}
 	return nil
@@ -250,21 +270,15 @@ func (s *KeyStore) Complete(ctx context.Context, scope, key, token string, paylo
 	if payload == nil {
 		payload = []byte{}
 	}
-	return s.exec(ctx, "complete", `UPDATE idem_keys SET done = true, token = '', payload = $4,
-		completed_at = statement_timestamp(), expires_at = statement_timestamp() + $5 * interval '1 millisecond'
-		WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`,
-		scope, key, token, payload, ttl.Milliseconds())
+	return s.write(ctx, "complete", &op{kind: opComplete, scope: scope, key: key, token: token, payload: payload, ttl: ttl.Milliseconds()})
 }
 
 func (s *KeyStore) Release(ctx context.Context, scope, key, token string) error {
-	return s.exec(ctx, "release", `DELETE FROM idem_keys
-		WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`, scope, key, token)
+	return s.write(ctx, "release", &op{kind: opRelease, scope: scope, key: key, token: token})
 }
 
 func (s *KeyStore) Extend(ctx context.Context, scope, key, token string, lease time.Duration) error {
-	return s.exec(ctx, "extend", `UPDATE idem_keys SET lease_until = statement_timestamp() + $4 * interval '1 millisecond'
-		WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`,
-		scope, key, token, lease.Milliseconds())
+	return s.write(ctx, "extend", &op{kind: opExtend, scope: scope, key: key, token: token, lease: lease.Milliseconds()})
 }
 
 // maybeSweep deletes a batch of expired records now and then (claims
@@ -287,6 +301,10 @@ func (s *KeyStore) Ping(ctx context.Context) error {
 }
 
 func (s *KeyStore) Close() error {
+	if s.claimWrites != s.writes {
+		s.claimWrites.close()
+	}
+	s.writes.close()
 	if s.claims != s.pool {
 		s.claims.Close()
 	}

@@ -2,7 +2,7 @@
 // and `idem serve` across many machines. Every state change is one Lua
 // script, so a claim, a takeover or a fenced completion is atomic on the
 // server; deadlines use the server's clock (TIME), so clients with skewed
-// clocks agree.
+// clocks agree. Concurrent calls share round trips (see pipeliner).
 //
 // Durability depends on the server: with appendonly yes and appendfsync
 // everysec a crash can forget about one second of claims and completions
@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -32,6 +33,13 @@ type KeyStore struct {
 	c      *goredis.Client
 	prefix string
 	url    string
+	// calls go to a few pipeliner goroutines that send whatever is queued
+	// as one pipeline (see pipeliner).
+	calls     chan *call
+	quit      chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+	trips     atomic.Uint64 // pipelines sent, for tests
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)
@@ -71,12 +79,153 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 		goredis.SetLogger(quiet{})
 	})
 	c := goredis.NewClient(opt)
-	s := &KeyStore{c: c, prefix: prefix, url: raw}
+	s := &KeyStore{c: c, prefix: prefix, url: raw, calls: make(chan *call, 1024), quit: make(chan struct{})}
 	if err := s.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
+	for range pipeliners {
+		s.workers.Add(1)
+		go s.pipeliner()
+	}
 	return s, nil
+}
+
+// Pipelining. go-redis sends each command on a connection of its own
+// and waits for its reply, so every claim and completion costs a write
+// and a read syscall on both ends and a wake-up of the server. With the
+// proxy, its upstream and Redis sharing two cores, that per-command cost
+// was what fell behind at 2,000 requests a second: queues formed and p99
+// reached hundreds of milliseconds. go-redis has no automatic pipelining,
+// so a few goroutines do it here: each takes every call queued when it
+// wakes up and sends them as one pipeline (one write, one read, one
+// server wake-up for all of them). No call waits for a batch to fill; at
+// low load a batch is one command. Each script is still atomic on the
+// server; a pipeline only shares the round trip, and a failed round trip
+// fails every call in it (callers fail closed, as before).
+const (
+	// Measured at 2,000 and 5,000 claims+completions a second: 1, 2 and
+	// 4 pipeliners were within noise of each other at p50 (0.17-0.23 ms);
+	// 4 had the worst p99 at 5,000.
+	pipeliners = 2
+	maxBatch   = 256
+)
+
+// call is one script run waiting for a pipeliner.
+type call struct {
+	ctx  context.Context
+	sc   *script
+	keys []string
+	args []any
+	val  any
+	err  error
+	done chan struct{}
+}
+
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) *script {
+	return &script{src: src, sha: goredis.NewScript(src).Hash()}
+}
+
+var errClosed = errors.New("key store closed")
+
+// run queues a script run and waits for its reply.
+func (s *KeyStore) run(ctx context.Context, sc *script, keys []string, args ...any) (any, error) {
+	c := &call{ctx: ctx, sc: sc, keys: keys, args: args, done: make(chan struct{})}
+	select {
+	case s.calls <- c:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.quit:
+		return nil, errClosed
+	}
+	select {
+	case <-c.done:
+		return c.val, c.err
+	case <-ctx.Done():
+		// The script may still run; the caller fails closed, and a claim
+		// it made ends with its lease.
+		return nil, ctx.Err()
+	case <-s.quit:
+		select {
+		case <-c.done:
+			return c.val, c.err
+		default:
+			return nil, errClosed
+		}
+	}
+}
+
+func (s *KeyStore) pipeliner() {
+	defer s.workers.Done()
+	batch := make([]*call, 0, maxBatch)
+	for {
+		select {
+		case c := <-s.calls:
+			batch = append(batch[:0], c)
+		case <-s.quit:
+			return
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-s.calls:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		s.send(batch)
+	}
+}
+
+// send runs a batch as one pipeline. A call whose caller gave up before
+// it was sent is dropped unsent.
+func (s *KeyStore) send(batch []*call) {
+	// The round trip is bounded by the client's read and write timeouts;
+	// a caller's deadline only bounds its own wait.
+	ctx := context.Background()
+	live := batch[:0:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.Cmd, len(live))
+	for i, c := range live {
+		cmds[i] = pipe.EvalSha(ctx, c.sc.sha, c.keys, c.args...)
+	}
+	s.trips.Add(1)
+	pipe.Exec(ctx) // errors are per command
+	var again []int
+	for i, cmd := range cmds {
+		if goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			again = append(again, i) // not run: the server lost its script cache
+		}
+	}
+	if len(again) > 0 {
+		// EVAL with the source runs the script and caches it again.
+		pipe := s.c.Pipeline()
+		for _, i := range again {
+			cmds[i] = pipe.Eval(ctx, live[i].sc.src, live[i].keys, live[i].args...)
+		}
+		s.trips.Add(1)
+		pipe.Exec(ctx)
+	}
+	for i, c := range live {
+		c.val, c.err = cmds[i].Val(), cmds[i].Err()
+		close(c.done)
+	}
 }
 
 var quietOnce sync.Once
@@ -110,7 +259,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // claimScript: KEYS[1] record; ARGV fingerprint, token, lease ms, ttl ms,
 // takeover (1/0). Replies {status, attempt, ...}: 1 claimed, 2 done (+
 // completed ms, payload), 3 held (+ ms left), 4 mismatch, 5 abandoned.
-var claimScript = goredis.NewScript(nowLua + `
+var claimScript = newScript(nowLua + `
 local r = redis.call('HMGET', KEYS[1], 'fp', 'done', 'att', 'lease', 'at', 'p')
 if not r[1] then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'tok', ARGV[2], 'done', '0', 'att', '1',
@@ -132,7 +281,7 @@ return {1, att}
 `)
 
 // The fenced scripts act only when KEYS[1] is held by token ARGV[1].
-var completeScript = goredis.NewScript(nowLua + `
+var completeScript = newScript(nowLua + `
 local r = redis.call('HMGET', KEYS[1], 'tok', 'done')
 if r[1] ~= ARGV[1] or r[2] ~= '0' then return 0 end
 redis.call('HSET', KEYS[1], 'done', '1', 'tok', '', 'p', ARGV[2], 'at', string.format('%d', now))
@@ -140,14 +289,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
 
-var releaseScript = goredis.NewScript(`
+var releaseScript = newScript(`
 local r = redis.call('HMGET', KEYS[1], 'tok', 'done')
 if r[1] ~= ARGV[1] or r[2] ~= '0' then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 `)
 
-var extendScript = goredis.NewScript(nowLua + `
+var extendScript = newScript(nowLua + `
 local r = redis.call('HMGET', KEYS[1], 'tok', 'done')
 if r[1] ~= ARGV[1] or r[2] ~= '0' then return 0 end
 redis.call('HSET', KEYS[1], 'lease', string.format('%d', now + tonumber(ARGV[2])))
@@ -160,10 +309,14 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 	if req.Takeover {
 		takeover = "1"
 	}
-	v, err := claimScript.Run(ctx, s.c, []string{s.name(req.Scope, req.Key)},
-		req.Fingerprint, tok, req.Lease.Milliseconds(), max(req.TTL.Milliseconds(), 1), takeover).Slice()
+	reply, err := s.run(ctx, claimScript, []string{s.name(req.Scope, req.Key)},
+		req.Fingerprint, tok, req.Lease.Milliseconds(), max(req.TTL.Milliseconds(), 1), takeover)
 	if err != nil {
 		return idem.ClaimResult{}, s.storeErr("claim", err)
+	}
+	v, ok := reply.([]any)
+	if !ok {
+		return idem.ClaimResult{}, s.storeErr("claim", fmt.Errorf("unexpected reply %v", reply))
 	}
 	if len(v) < 2 {
 		return idem.ClaimResult{}, s.storeErr("claim", fmt.Errorf("unexpected reply %v", v))
@@ -200,10 +353,14 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 	return r, nil
 }
 
-func (s *KeyStore) fenced(ctx context.Context, op string, sc *goredis.Script, scope, key string, args ...any) error {
-	n, err := sc.Run(ctx, s.c, []string{s.name(scope, key)}, args...).Int()
+func (s *KeyStore) fenced(ctx context.Context, op string, sc *script, scope, key string, args ...any) error {
+	reply, err := s.run(ctx, sc, []string{s.name(scope, key)}, args...)
 	if err != nil {
 		return s.storeErr(op, err)
+	}
+	n, ok := reply.(int64)
+	if !ok {
+		return s.storeErr(op, fmt.Errorf("unexpected reply %v", reply))
 	}
 	if n == 0 {
 		return idem.ErrLost
@@ -230,6 +387,12 @@ func (s *KeyStore) Ping(ctx context.Context) error {
 	return s.storeErr("ping", s.c.Ping(ctx).Err())
 }
 
-func (s *KeyStore) Close() error { return s.c.Close() }
+func (s *KeyStore) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		s.workers.Wait()
+	})
+	return s.c.Close()
+}
 
 func (s *KeyStore) String() string { return idem.RedactURL(s.url) }

@@ -128,6 +128,16 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			pr.SetXForwarded()
+			// The middleware has buffered a keyed request's body. Handing
+			// the transport that buffer, instead of the proxy's wrapper
+			// around it, lets it send headers and body in one write: it
+			// flushes the headers first for a body it cannot see is in
+			// memory.
+			if pr.In.GetBody != nil && pr.Out.ContentLength > 0 {
+				if b, err := pr.In.GetBody(); err == nil {
+					pr.Out.Body = b
+				}
+			}
 		},
 		Transport:  tr,
 		BufferPool: &bufPool{},
