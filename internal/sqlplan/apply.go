@@ -265,11 +265,19 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 	}
 	var digest entrySource
+	var patch []byte // this load's change to the old digest (patch.go)
 	keepDigest := false
 	if g != nil && (counts.Replaced || old != nil) {
 		var dfp idem.Fingerprint
-		if digest, dfp, keepDigest, err = g.next(counts.Replaced); err != nil {
-			return nil, fmt.Errorf("row digest: %w", err)
+		patched := false
+		keepDigest = true
+		if old != nil {
+			patch, dfp, patched, keepDigest = g.patch(counts.Replaced)
+		}
+		if !patched && keepDigest {
+			if digest, dfp, keepDigest, err = g.next(counts.Replaced); err != nil {
+				return nil, fmt.Errorf("row digest: %w", err)
+			}
 		}
 		if old != nil && !counts.Replaced && keepDigest {
 			// The digest is the scope after the load, row by row: its sum
@@ -309,9 +317,14 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		// Keep the scope's digest current, or drop it when this load
 		// cannot say what the scope now holds row by row.
 		if !keepDigest {
-			digest = nil
+			digest, patch = nil, nil
 		}
-		if err := saveDigest(ctx, d, tx, plan, digest, tok); err != nil {
+		if patch != nil {
+			err = savePatch(ctx, d, tx, plan, old.patches, patch, tok)
+		} else {
+			err = saveDigest(ctx, d, tx, plan, digest, tok)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("save row digest: %w", err)
 		}
 	}

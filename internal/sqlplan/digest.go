@@ -74,7 +74,15 @@ type digestEntries struct {
 	collided bool
 	// token is the scope's state token the digest was validated against.
 	token string
+	// Patches (patch.go): entries later patches removed, how many patches
+	// were applied, and the sum of the live entries' hashes.
+	dead    []bool
+	nDead   int
+	patches int
+	liveSum idem.Fingerprint
 }
+
+func (e *digestEntries) isDead(i int) bool { return e.dead != nil && e.dead[i] }
 
 func (e *digestEntries) key(i int) []byte {
 	d := e.data[e.off[i]:]
@@ -96,7 +104,7 @@ func (e *digestEntries) len() int { return len(e.off) }
 // after the last one found is tried first; the hash index is built only on
 // the first miss.
 func (e *digestEntries) find(key []byte) int {
-	if e.cursor < len(e.off) && bytes.Equal(e.key(e.cursor), key) {
+	if e.cursor < len(e.off) && !e.isDead(e.cursor) && bytes.Equal(e.key(e.cursor), key) {
 		e.cursor++
 		return e.cursor - 1
 	}
@@ -120,6 +128,9 @@ func (e *digestEntries) buildIndex() bool {
 	}
 	idx := make(map[uint64]int32, len(e.off))
 	for i := range e.off {
+		if e.isDead(i) {
+			continue
+		}
 		h := maphash.Bytes(e.seed, e.key(i))
 		if _, dup := idx[h]; dup {
 			e.collided = true
@@ -133,7 +144,7 @@ func (e *digestEntries) buildIndex() bool {
 
 func (e *digestEntries) scan(key []byte) int {
 	for i := range e.off {
-		if bytes.Equal(e.key(i), key) {
+		if !e.isDead(i) && bytes.Equal(e.key(i), key) {
 			return i
 		}
 	}
@@ -301,8 +312,8 @@ func decodeKey(k []byte, n int) []string {
 // loadDigest returns the scope's digest when it is valid for this plan: same
 // columns and key, and the scope unchanged since it was written.
 func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEntries, error) {
-	q := fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
-		d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"), d.Quote(DigestTable),
+	q := fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
+		d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"), d.Quote("chunk"), d.Quote(DigestTable),
 		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2), d.Quote("chunk"))
 	// The scope's token takes a scan of it; a backend that can run that on
 	// another connection does so while the digest streams in here.
@@ -321,7 +332,7 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 		}()
 	}
 	var tok, sig string
-	var parts [][]byte
+	var parts, patches [][]byte
 	total := 0
 	err := tx.Query(ctx, q, []any{p.Table, p.Partition.String()}, func(v []any) error {
 		tok, sig = fmt.Sprint(v[0]), fmt.Sprint(v[1])
@@ -331,6 +342,10 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 			b = x
 		case string:
 			b = []byte(x)
+		}
+		if toInt(v[3]) >= patchChunk0 {
+			patches = append(patches, b)
+			return nil
 		}
 		parts = append(parts, b)
 		total += len(b)
@@ -354,8 +369,16 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 		data = append(data, b...)
 	}
 	e, ok := parseEntries(data)
+	for _, pb := range patches {
+		ok = ok && e.applyPatch(pb)
+	}
 	if !ok {
 		return nil, nil // unusable: take the full path and rewrite it
+	}
+	for i := range e.off {
+		if !e.isDead(i) {
+			e.liveSum.Add(e.hash(i))
+		}
 	}
 	e.token = tok
 	return e, nil
@@ -376,27 +399,39 @@ type digester struct {
 	newKeys map[string]idem.Pos
 	changed map[int32]idem.RowHash
 
-	keyBuf   []byte
-	out      *spool // entries of the input, in input order
+	keyBuf []byte
+	// out spools the input's entries, in input order, when there is no
+	// old digest to derive the next one from; added holds the entries of
+	// keys the old digest lacks.
+	out      *spool
+	added    chunks
+	nAdded   int
 	overflow bool
 }
 
 func newDigester(in *idem.Input, p *idem.Plan, old *digestEntries) (*digester, error) {
-	out, err := newSpool()
-	if err != nil {
-		return nil, fmt.Errorf("row digest: %w", err)
-	}
-	g := &digester{in: in, keyIdx: p.KeyIdx, old: old, strategy: p.Strategy, out: out}
+	g := &digester{in: in, keyIdx: p.KeyIdx, old: old, strategy: p.Strategy}
 	if old != nil {
 		g.seen = make([]int64, old.len())
 		g.newKeys = map[string]idem.Pos{}
 		g.changed = map[int32]idem.RowHash{}
+		return g, nil
 	}
+	out, err := newSpool()
+	if err != nil {
+		return nil, fmt.Errorf("row digest: %w", err)
+	}
+	g.out = out
 	return g, nil
 }
 
 // Close drops the spooled entries.
-func (g *digester) Close() error { return g.out.Close() }
+func (g *digester) Close() error {
+	if g.out == nil {
+		return nil
+	}
+	return g.out.Close()
+}
 
 func (g *digester) Columns() idem.Schema { return g.in.Columns() }
 func (g *digester) Pos() idem.Pos        { return g.in.Pos() }
@@ -414,7 +449,7 @@ func (g *digester) Next() (idem.Row, error) {
 		if !g.overflow {
 			if g.rowsIn > DigestMaxRows {
 				g.overflow = true
-			} else {
+			} else if g.out != nil {
 				g.out.add(g.keyBuf, h)
 			}
 		}
@@ -442,6 +477,8 @@ func (g *digester) Next() (idem.Row, error) {
 			return nil, g.dup(pos, fmt.Sprintf("%s:%d", first.File, first.Line))
 		}
 		g.newKeys[k] = pos
+		g.added.add(g.keyBuf, h)
+		g.nAdded++
 		return row, nil
 	}
 }
@@ -455,27 +492,30 @@ func (g *digester) dup(pos idem.Pos, first string) error {
 func (g *digester) gone() [][]byte {
 	var out [][]byte
 	for i, s := range g.seen {
-		if s == 0 {
+		if s == 0 && !g.old.isDead(i) {
 			out = append(out, g.old.key(i))
 		}
 	}
 	return out
 }
 
-// next is the digest of the scope after the load: the input's entries when
-// the scope now holds exactly the input, or the old entries updated with
-// the changes for strategies that keep rows the input lacks (then with the
-// scope's fingerprint, their sum).
+// next is the digest of the scope after the load, whole: the input's
+// entries when there was no old digest, otherwise the old live entries
+// with the changes applied, less those the strategy deleted, plus the
+// added ones; with the scope's fingerprint (their sum) in the second case.
 func (g *digester) next(replaced bool) (entrySource, idem.Fingerprint, bool, error) {
 	if g.overflow {
 		return nil, idem.Fingerprint{}, false, nil
 	}
-	if replaced || g.old == nil {
+	if g.old == nil {
 		return g.out, idem.Fingerprint{}, true, nil
 	}
 	var c chunks
 	var fp idem.Fingerprint
 	for i := 0; i < g.old.len(); i++ {
+		if g.old.isDead(i) || replaced && g.seen[i] == 0 {
+			continue
+		}
 		h := g.old.hash(i)
 		if ch, ok := g.changed[int32(i)]; ok {
 			h = ch
@@ -483,14 +523,12 @@ func (g *digester) next(replaced bool) (entrySource, idem.Fingerprint, bool, err
 		c.add(g.old.key(i), h)
 		fp.Add(h)
 	}
-	err := g.out.each(func(k []byte, h idem.RowHash) {
-		if _, ok := g.newKeys[string(k)]; ok {
-			c.add(k, h)
-			fp.Add(h)
-		}
+	g.added.each(func(k []byte, h idem.RowHash) {
+		c.add(k, h)
+		fp.Add(h)
 	})
-	if err != nil || fp.Rows > DigestMaxRows {
-		return nil, fp, false, err
+	if fp.Rows > DigestMaxRows {
+		return nil, fp, false, nil
 	}
 	return c, fp, true, nil
 }
