@@ -75,6 +75,28 @@ func testEvolve(t *testing.T, b Backend) {
 	if i := schema.Index("w"); i < 0 || schema[i].Type != idem.TypeInteger {
 		t.Fatalf("evolve did not add w as integer: %v", schema)
 	}
+	// A partition idem swapped before, evolved by the next swap: the
+	// load alters the table, so nothing may read it from another
+	// connection meanwhile (that read would wait for the load forever).
+	part := spec("evp", idem.ReplacePartition, "", "day=2024-01-01")
+	mustLoad(t, tg, part, writeFile(t, "p1.csv", "id,day\n1,2024-01-01\n"))
+	part.Evolve = true
+	done := make(chan error, 1)
+	go func() {
+		_, err := load(t, tg, part, writeFile(t, "p2.csv", "id,day,w\n1,2024-01-01,5\n2,2024-01-01,6\n"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("evolving swap: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("evolving swap of a partition loaded before did not finish in a minute")
+	}
+	if f := fp(t, tg, "evp", nil); f.Rows != 2 {
+		t.Fatalf("evolving swap left %d rows, want 2", f.Rows)
+	}
 }
 
 func testDryRun(t *testing.T, b Backend) {

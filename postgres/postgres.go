@@ -239,6 +239,28 @@ func (x asideTx) StateTokenAside(ctx context.Context, table string, part *idem.P
 	return stateToken(ctx, execer{x.pool}, table, part)
 }
 
+func (x asideTx) AsideExecer() sqlplan.Execer { return execer{x.pool} }
+
+// WrittenToken (sqlplan.WrittenTokener): the rows one COPY wrote all carry
+// its (sub)transaction's id as xmin, so one row's xmin gives (n, n*xid,
+// xid), as tokenSQL would compute it.
+func (x *tx) WrittenToken(ctx context.Context, table string, part *idem.Partition, rows int64) (string, error) {
+	if rows == 0 {
+		return sqlplan.VersionToken{}.String(), nil
+	}
+	q := "SELECT xmin::text::bigint FROM " + dialect{}.Quote(table)
+	var args []any
+	if part != nil {
+		q += " WHERE " + dialect{}.Quote(part.Column) + " = $1"
+		args = append(args, part.Value)
+	}
+	var xid int64
+	if err := x.tx.QueryRow(ctx, q+" LIMIT 1", args...).Scan(&xid); err != nil {
+		return "", err
+	}
+	return sqlplan.VersionToken{N: rows, Sum: rows * xid, Max: xid}.String(), nil
+}
+
 func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return x.x.Exec(ctx, q, args...)
 }

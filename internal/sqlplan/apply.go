@@ -62,6 +62,15 @@ type DirectTokener interface {
 // transaction would.
 type AsideTokener interface {
 	StateTokenAside(ctx context.Context, table string, part *idem.Partition) (string, error)
+	// AsideExecer reads committed data on that other connection.
+	AsideExecer() Execer
+}
+
+// WrittenTokener is implemented by backends that can state the token of a
+// scope holding exactly the rows that one statement of this transaction
+// wrote, inside a savepoint or not, from one of those rows.
+type WrittenTokener interface {
+	WrittenToken(ctx context.Context, table string, part *idem.Partition, rows int64) (string, error)
 }
 
 // FingerprintTokener is implemented by backends whose state token is the
@@ -105,12 +114,15 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	// Describe again under the lock: a concurrent load may have created or
 	// evolved the table since the plan was made.
 	cur, err := tx.Describe(ctx, plan.Table)
+	// ddl: this transaction created or altered the table, which another
+	// connection cannot see (or would wait for): no reading aside then.
+	ddl := false
 	switch {
 	case errors.Is(err, idem.ErrNoTable):
 		if err := pl.CreateTable(ctx, false); err != nil {
 			return nil, fmt.Errorf("create table %s: %w", plan.Table, err)
 		}
-		cur = plan.Columns
+		cur, ddl = plan.Columns, true
 	case err != nil:
 		return nil, err
 	default:
@@ -131,7 +143,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		if err := pl.AddColumns(ctx, add); err != nil {
 			return nil, err
 		}
-		cur = append(cur, add...)
+		cur, ddl = append(cur, add...), len(add) > 0
 	}
 
 	// Only keyed loads need to know whether the scope is empty (then
@@ -150,7 +162,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	digestable := keyed && !plan.NoDigest && plan.Dedupe == idem.DedupeError && sameNames(cur, plan.Columns)
 	var old *digestEntries
 	if digestable && !emptyScope {
-		if old, err = loadDigest(ctx, d, tx, plan); err != nil {
+		if old, err = loadDigest(ctx, d, tx, plan, !ddl); err != nil {
 			return nil, fmt.Errorf("read row digest: %w", err)
 		}
 	}
@@ -172,8 +184,27 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var swapOld idem.Fingerprint
 	swapComparable := false
 	var swapDeleted int64
+	// prior, when set, delivers the old scope's fingerprint and token,
+	// read on the backend's other connection while this one swaps.
+	var prior chan priorScope
 	if swap {
-		if sameNames(cur, plan.Columns) {
+		a, aside := tx.(AsideTokener)
+		aside = aside && !ddl
+		switch {
+		case !sameNames(cur, plan.Columns):
+		case aside:
+			runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: plan.Table, Partition: plan.Partition.String(), ExactPartition: true, Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(runs) > 0 {
+				swapComparable = true
+				actx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				prior = make(chan priorScope, 1)
+				go func() { prior <- readPrior(actx, d, a, plan, cur, &runs[0]) }()
+			}
+		default:
 			if swapOld, swapComparable, err = scopeFingerprint(ctx, d, tx, plan, cur); err != nil {
 				return nil, err
 			}
@@ -210,6 +241,8 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	// carry, when set, states the scope's token after the delta from the
 	// token before it, without reading the scope.
 	var carry func(Counts) (string, bool, error)
+	var priorTok string // the old scope's token (with prior)
+	rolledBack := false // the swap found the old rows and undid itself
 	switch {
 	case old != nil:
 		var gone [][]byte
@@ -251,7 +284,15 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 				return nil, err
 			}
 		}
+		if prior != nil {
+			r := <-prior
+			if r.err != nil {
+				return nil, r.err
+			}
+			swapOld, priorTok = r.fp, r.tok
+		}
 		if swapComparable && inFP == swapOld {
+			rolledBack = true
 			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idem_swap"); err != nil {
 				return nil, err
 			}
@@ -303,6 +344,13 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		// Every row in scope was written by this transaction just now, in
 		// no savepoint.
 		tok, err = dt.DirectToken(ctx, st.Rows)
+		carried = true
+	} else if prior != nil && rolledBack {
+		// The scope is as the other connection read it.
+		tok, carried = priorTok, true
+	} else if wt, ok := tx.(WrittenTokener); ok && prior != nil && st.Direct {
+		// The swap's one COPY, in its savepoint, wrote every row in scope.
+		tok, err = wt.WrittenToken(ctx, plan.Table, plan.Partition, st.Rows)
 		carried = true
 	} else if carry != nil {
 		tok, carried, err = carry(counts)
@@ -376,6 +424,28 @@ func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur i
 	}
 	fp, err = fingerprint(ctx, d, tx, p.Table, cur, p.Partition)
 	return fp, err == nil, err
+}
+
+type priorScope struct {
+	fp  idem.Fingerprint
+	tok string
+	err error
+}
+
+// readPrior is scopeFingerprint on the other connection, which sees the
+// scope as committed, before this load's swap: the ledger's output
+// fingerprint when the token proves the scope unchanged since run,
+// otherwise read back; and the token.
+func readPrior(ctx context.Context, d Backend, a AsideTokener, p *idem.Plan, cur idem.Schema, run *idem.Run) (r priorScope) {
+	if r.tok, r.err = a.StateTokenAside(ctx, p.Table, p.Partition); r.err != nil {
+		return r
+	}
+	if run.StateToken != "" && run.OutputFingerprint != "" && r.tok == run.StateToken {
+		r.fp, r.err = idem.ParseFingerprint(run.OutputFingerprint, run.OutputRows)
+		return r
+	}
+	r.fp, r.err = fingerprint(ctx, d, a.AsideExecer(), p.Table, cur, p.Partition)
+	return r
 }
 
 func scopeLabel(p *idem.Plan) string {

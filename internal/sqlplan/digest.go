@@ -311,7 +311,7 @@ func decodeKey(k []byte, n int) []string {
 
 // loadDigest returns the scope's digest when it is valid for this plan: same
 // columns and key, and the scope unchanged since it was written.
-func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEntries, error) {
+func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan, mayAside bool) (*digestEntries, error) {
 	q := fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
 		d.Quote("state_token"), d.Quote("schema_sig"), d.Quote("data"), d.Quote("chunk"), d.Quote(DigestTable),
 		d.Quote("table_name"), d.Placeholder(1), d.Quote("partition_label"), d.Placeholder(2), d.Quote("chunk"))
@@ -322,7 +322,7 @@ func loadDigest(ctx context.Context, d Dialect, tx Tx, p *idem.Plan) (*digestEnt
 		err error
 	}
 	var aside chan tokenResult
-	if a, ok := tx.(AsideTokener); ok {
+	if a, ok := tx.(AsideTokener); ok && mayAside {
 		actx, cancel := context.WithCancel(ctx)
 		defer cancel() // an unusable digest needs no token
 		aside = make(chan tokenResult, 1)
