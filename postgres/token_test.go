@@ -19,14 +19,8 @@ import (
 // a scan of the scope gives, for every strategy and mix of changes; and the
 // next load must find the digest valid.
 func TestCarriedTokenMatchesScan(t *testing.T) {
-	url := freshSchema(t)
+	tg := openTokenTarget(t)
 	ctx := context.Background()
-	tg, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	dir := t.TempDir()
 	// rows: id -> amount; day is 2024-01-0(1+id%3).
 	csv := func(rows map[int]int) string {
 		var b strings.Builder
@@ -48,44 +42,15 @@ func TestCarriedTokenMatchesScan(t *testing.T) {
 				sub[id] = a
 			}
 		}
-		path := filepath.Join(dir, fmt.Sprintf("in%d.csv", n))
-		if err := os.WriteFile(path, []byte(csv(sub)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rr, err := source.Open([]string{path}, nil, source.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rr.Close()
 		spec := idem.LoadSpec{Table: "t", Key: []string{"id"}, Strategy: st, Create: true, RunID: fmt.Sprint("r", n)}
 		if part != "" {
-			if spec.Partition, err = idem.ParsePartition(part); err != nil {
+			p, err := idem.ParsePartition(part)
+			if err != nil {
 				t.Fatal(err)
 			}
+			spec.Partition = p
 		}
-		res, err := idem.Load(ctx, tg, rr, spec)
-		if err != nil {
-			t.Fatalf("load %d: %v", n, err)
-		}
-		var p *idem.Partition
-		if part != "" {
-			p = spec.Partition
-		}
-		runs, err := tg.Runs(ctx, idem.RunFilter{Table: "t", Partition: res.Partition, ExactPartition: true, Limit: 1})
-		if err != nil || len(runs) == 0 {
-			t.Fatalf("runs: %v %v", runs, err)
-		}
-		scanned, err := tg.StateToken(ctx, "t", p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if runs[0].StateToken != scanned {
-			t.Fatalf("load %d (%s %s): recorded token %s, a scan gives %s", n, st, part, runs[0].StateToken, scanned)
-		}
-		if fp, _ := idem.FingerprintOf(ctx, tg, "t", p); fp.Hex() != res.OutputFingerprint {
-			t.Fatalf("load %d: output fingerprint %s, read back %s", n, res.OutputFingerprint, fp.Hex())
-		}
-		return res
+		return loadChecked(t, tg, spec, csv(sub))
 	}
 	rows := map[int]int{}
 	for id := 1; id <= 2000; id++ {
@@ -147,49 +112,17 @@ func TestCarriedTokenMatchesScan(t *testing.T) {
 // swap's savepoint, or the old rows kept when the swap undid itself); it
 // must equal a scan each time, including after someone outside idem wrote.
 func TestSwapTokenMatchesScan(t *testing.T) {
-	url := freshSchema(t)
+	tg := openTokenTarget(t)
 	ctx := context.Background()
-	tg, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	dir := t.TempDir()
 	part := &idem.Partition{Column: "day", Value: "2024-01-02"}
 	n := 0
 	swap := func(content string, force bool, wantIns, wantDel int64) {
 		t.Helper()
 		n++
-		path := filepath.Join(dir, fmt.Sprintf("p%d.csv", n))
-		if err := os.WriteFile(path, []byte("id,day,v\n"+content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rr, err := source.Open([]string{path}, nil, source.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rr.Close()
-		res, err := idem.Load(ctx, tg, rr, idem.LoadSpec{Table: "s", Partition: part, Strategy: idem.ReplacePartition,
-			Create: true, Force: force, RunID: fmt.Sprint("s", n)})
-		if err != nil {
-			t.Fatalf("swap %d: %v", n, err)
-		}
+		res := loadChecked(t, tg, idem.LoadSpec{Table: "s", Partition: part, Strategy: idem.ReplacePartition,
+			Create: true, Force: force, RunID: fmt.Sprint("s", n)}, "id,day,v\n"+content)
 		if res.Inserted != wantIns || res.Deleted != wantDel {
 			t.Fatalf("swap %d: %d inserted, %d deleted; want %d, %d", n, res.Inserted, res.Deleted, wantIns, wantDel)
-		}
-		runs, err := tg.Runs(ctx, idem.RunFilter{Table: "s", Partition: part.String(), ExactPartition: true, Limit: 1})
-		if err != nil || len(runs) == 0 {
-			t.Fatalf("runs: %v %v", runs, err)
-		}
-		scanned, err := tg.StateToken(ctx, "s", part)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if runs[0].StateToken != scanned {
-			t.Fatalf("swap %d: recorded token %s, a scan gives %s", n, runs[0].StateToken, scanned)
-		}
-		if fp, _ := idem.FingerprintOf(ctx, tg, "s", part); fp.Hex() != res.OutputFingerprint {
-			t.Fatalf("swap %d: output fingerprint %s, read back %s", n, res.OutputFingerprint, fp.Hex())
 		}
 	}
 	one := "1,2024-01-02,a\n2,2024-01-02,b\n3,2024-01-02,c\n"
@@ -202,4 +135,51 @@ func TestSwapTokenMatchesScan(t *testing.T) {
 	}
 	swap(two, true, 2, 2) // the old rows are read back: they differ
 	swap(one, false, 3, 2)
+}
+
+// openTokenTarget opens a PostgreSQL target on a fresh schema.
+func openTokenTarget(t *testing.T) *postgres.Target {
+	t.Helper()
+	tg, err := postgres.Open(context.Background(), freshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	return tg
+}
+
+// loadChecked loads csv into table and checks what the load recorded: the
+// state token must be what a scan gives now, and the output fingerprint
+// what reading the scope back gives.
+func loadChecked(t *testing.T, tg *postgres.Target, spec idem.LoadSpec, csv string) *idem.Result {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(path, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := source.Open([]string{path}, nil, source.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.Close()
+	res, err := idem.Load(ctx, tg, rr, spec)
+	if err != nil {
+		t.Fatalf("load %s: %v", spec.RunID, err)
+	}
+	runs, err := tg.Runs(ctx, idem.RunFilter{Table: spec.Table, Partition: res.Partition, ExactPartition: true, Limit: 1})
+	if err != nil || len(runs) == 0 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	scanned, err := tg.StateToken(ctx, spec.Table, spec.Partition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs[0].StateToken != scanned {
+		t.Fatalf("load %s (%s %s): recorded token %s, a scan gives %s", spec.RunID, spec.Strategy, spec.Partition, runs[0].StateToken, scanned)
+	}
+	if fp, _ := idem.FingerprintOf(ctx, tg, spec.Table, spec.Partition); fp.Hex() != res.OutputFingerprint {
+		t.Fatalf("load %s: output fingerprint %s, read back %s", spec.RunID, res.OutputFingerprint, fp.Hex())
+	}
+	return res
 }
