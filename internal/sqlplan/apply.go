@@ -404,26 +404,15 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 }
 
 // scopeFingerprint is the fingerprint of the load's scope as idem's last
-// load of it left it: the ledger's output fingerprint when the state token
-// proves nothing changed since, otherwise read back. ok is false when idem
-// never loaded this scope (then there is no rerun to recognise).
+// load of it left it, read in the load's own transaction. ok is false when
+// idem never loaded this scope (then there is no rerun to recognise).
 func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur idem.Schema) (fp idem.Fingerprint, ok bool, err error) {
 	runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: p.Table, Partition: p.Partition.String(), ExactPartition: true, Limit: 1})
 	if err != nil || len(runs) == 0 {
 		return fp, false, err
 	}
-	if runs[0].StateToken != "" && runs[0].OutputFingerprint != "" {
-		tok, err := tx.StateToken(ctx, p.Table, p.Partition)
-		if err != nil {
-			return fp, false, err
-		}
-		if tok == runs[0].StateToken {
-			fp, err = idem.ParseFingerprint(runs[0].OutputFingerprint, runs[0].OutputRows)
-			return fp, err == nil, err
-		}
-	}
-	fp, err = fingerprint(ctx, d, tx, p.Table, cur, p.Partition)
-	return fp, err == nil, err
+	r := oldScope(ctx, d, tx.StateToken, tx, p, cur, &runs[0])
+	return r.fp, r.err == nil, r.err
 }
 
 type priorScope struct {
@@ -432,19 +421,25 @@ type priorScope struct {
 	err error
 }
 
-// readPrior is scopeFingerprint on the other connection, which sees the
-// scope as committed, before this load's swap: the ledger's output
-// fingerprint when the token proves the scope unchanged since run,
-// otherwise read back; and the token.
-func readPrior(ctx context.Context, d Backend, a AsideTokener, p *idem.Plan, cur idem.Schema, run *idem.Run) (r priorScope) {
-	if r.tok, r.err = a.StateTokenAside(ctx, p.Table, p.Partition); r.err != nil {
+// readPrior is oldScope on the backend's other connection, which sees the
+// scope as committed, before this load's swap.
+func readPrior(ctx context.Context, d Backend, a AsideTokener, p *idem.Plan, cur idem.Schema, run *idem.Run) priorScope {
+	return oldScope(ctx, d, a.StateTokenAside, a.AsideExecer(), p, cur, run)
+}
+
+// oldScope is the scope's fingerprint as run left it: the ledger's output
+// fingerprint when the state token proves nothing changed since, otherwise
+// read back through x; and the token.
+func oldScope(ctx context.Context, d Backend, token func(context.Context, string, *idem.Partition) (string, error),
+	x Execer, p *idem.Plan, cur idem.Schema, run *idem.Run) (r priorScope) {
+	if r.tok, r.err = token(ctx, p.Table, p.Partition); r.err != nil {
 		return r
 	}
 	if run.StateToken != "" && run.OutputFingerprint != "" && r.tok == run.StateToken {
 		r.fp, r.err = idem.ParseFingerprint(run.OutputFingerprint, run.OutputRows)
 		return r
 	}
-	r.fp, r.err = fingerprint(ctx, d, a.AsideExecer(), p.Table, cur, p.Partition)
+	r.fp, r.err = fingerprint(ctx, d, x, p.Table, cur, p.Partition)
 	return r
 }
 
