@@ -21,8 +21,14 @@ func openKeys(t *testing.T, u string) *postgres.KeyStore {
 
 func TestKeyStore(t *testing.T) {
 	base := freshSchema(t)
-	conformance.RunKeyStore(t, conformance.KeyStoreBackend{
-		Name: "postgres",
+	conformance.RunKeyStore(t, keyStoreBackend("postgres", base))
+}
+
+// keyStoreBackend opens stores on base, and cuttable ones through a TCP
+// forwarder the suite can cut.
+func keyStoreBackend(name, base string) conformance.KeyStoreBackend {
+	return conformance.KeyStoreBackend{
+		Name: name,
 		Open: func(t *testing.T) idem.KeyStore { return openKeys(t, base) },
 		OpenCuttable: func(t *testing.T) (idem.KeyStore, func()) {
 			u, err := url.Parse(base)
@@ -33,7 +39,7 @@ func TestKeyStore(t *testing.T) {
 			u.Host = addr
 			return openKeys(t, u.String()), cut
 		},
-	})
+	}
 }
 
 // TestKeyStoreAsyncClaims runs the suite with ?async_claims=true.
@@ -42,19 +48,7 @@ func TestKeyStoreAsyncClaims(t *testing.T) {
 	if _, err := postgres.OpenKeyStore(context.Background(), base+"x"); !idem.IsInputError(err) {
 		t.Fatalf("async_claims=truex: %v, want bad input", err)
 	}
-	conformance.RunKeyStore(t, conformance.KeyStoreBackend{
-		Name: "postgres-async-claims",
-		Open: func(t *testing.T) idem.KeyStore { return openKeys(t, base) },
-		OpenCuttable: func(t *testing.T) (idem.KeyStore, func()) {
-			u, err := url.Parse(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, cut := conformance.TCPProxy(t, u.Host)
-			u.Host = addr
-			return openKeys(t, u.String()), cut
-		},
-	})
+	conformance.RunKeyStore(t, keyStoreBackend("postgres-async-claims", base))
 }
 
 // TestKeyStorePlansForCurrentTable: the key store's statements are planned
