@@ -267,13 +267,6 @@ func (s *spool) chunkEach(fn func([]byte) error) error {
 	return nil
 }
 
-func (s *spool) each(fn func(key []byte, h idem.RowHash)) error {
-	return s.chunkEach(func(c []byte) error {
-		chunks{c}.each(fn)
-		return nil
-	})
-}
-
 func (s *spool) Close() error { return s.f.Close() }
 
 func parseEntries(data []byte) (*digestEntries, bool) {
