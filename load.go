@@ -76,9 +76,14 @@ type LoadSpec struct {
 	AllowEmpty bool
 	DryRun     bool
 	Force      bool
-	// NoDigest turns the row digest off: keyed loads neither use nor keep
-	// one, and every comparison runs in the database.
-	NoDigest      bool
+	// NoDigest turns comparing rows in the client off: keyed loads neither
+	// use nor keep a row digest, every comparison runs in the database, and
+	// keyless swaps delete and rewrite their whole scope.
+	NoDigest bool
+	// DiffBuffer bounds, in bytes, the changed rows a keyless swap that
+	// compares rows in the client holds in memory before it stages them
+	// instead (0: 16 MB). Tests make it small to take the staging path.
+	DiffBuffer    int
 	LockTimeout   time.Duration
 	Pipeline      string
 	ExecutionDate string

@@ -105,6 +105,22 @@ type hrow struct {
 	h   idem.RowHash
 }
 
+// sameRows counts the rows a and b have in common, as multisets.
+func sameRows(a, b []hrow) int64 {
+	left := make(map[idem.RowHash]int, len(a))
+	for _, r := range a {
+		left[r.h]++
+	}
+	var n int64
+	for _, r := range b {
+		if left[r.h] > 0 {
+			left[r.h]--
+			n++
+		}
+	}
+	return n
+}
+
 // Apply runs one load: lock, read the folders in scope, merge, write the
 // changed folders' new files, commit each folder's manifest, record the
 // run, delete replaced files.
@@ -384,12 +400,16 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 				c.unch += int64(len(oldD))
 				fin = append(fin, oldD...)
 			} else {
-				c.del += int64(len(oldD))
 				news, err := sp.rows(d, len(out))
 				if err != nil {
 					return nil, err
 				}
-				c.ins += int64(len(news))
+				// The folder is rewritten whole, but the counts say what
+				// changed, as a SQL target's keyless swap does.
+				same := sameRows(oldD, news)
+				c.del += int64(len(oldD)) - same
+				c.ins += int64(len(news)) - same
+				c.unch += same
 				isDirty = isDirty || len(oldD) > 0 || len(news) > 0
 				fin = append(fin, news...)
 			}

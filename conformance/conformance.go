@@ -43,6 +43,7 @@ type Backend struct {
 func Run(t *testing.T, b Backend) {
 	t.Run("Strategies", func(t *testing.T) { testStrategies(t, b) })
 	t.Run("DigestHistory", func(t *testing.T) { testDigestHistory(t, b) })
+	t.Run("KeylessSwap", func(t *testing.T) { testKeylessSwap(t, b) })
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, b) })
 	t.Run("HostileNames", func(t *testing.T) { testHostile(t, b) })
 	t.Run("Determinism", func(t *testing.T) { testDeterminism(t, b) })

@@ -82,7 +82,11 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 		setup      []string // loaded first with the same spec (per partition when part != "")
 		first, cur string   // first load of this case's scope, then the changed input
 		want       counts   // counts of loading cur
-		end        string   // whole table after loading cur
+		// whole, for keyless swaps, is what loading cur counts when the
+		// scope is deleted and rewritten whole (no-digest on a SQL target)
+		// instead of compared row by row.
+		whole *counts
+		end   string // whole table after loading cur
 	}{
 		{name: "upsert", strategy: idem.Upsert, key: "id", first: v1, cur: v2,
 			want: counts{ins: 1, upd: 1, unch: 4},
@@ -95,13 +99,13 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 		{name: "replace-keyed", strategy: idem.Replace, key: "id", first: v1, cur: v2,
 			want: counts{ins: 1, upd: 1, del: 1, unch: 4}, end: v2},
 		{name: "replace-keyless", strategy: idem.Replace, first: v1, cur: v2,
-			want: counts{ins: 6, del: 6}, end: v2},
+			want: counts{ins: 2, del: 2, unch: 4}, whole: &counts{ins: 6, del: 6}, end: v2},
 		{name: "replace-partition-keyed", strategy: idem.ReplacePartition, key: "id", part: "day=2024-01-01",
 			setup: []string{day2}, first: v1day1, cur: v2day1,
 			want: counts{ins: 1, upd: 1, del: 1, unch: 1}, end: v2},
 		{name: "replace-partition-keyless", strategy: idem.ReplacePartition, part: "day=2024-01-01",
 			setup: []string{day2}, first: v1day1, cur: v2day1,
-			want: counts{ins: 3, del: 3}, end: v2},
+			want: counts{ins: 2, del: 2, unch: 1}, whole: &counts{ins: 3, del: 3}, end: v2},
 		{name: "merge-partition", strategy: idem.Merge, key: "id", part: "day=2024-01-01",
 			setup: []string{day2}, first: v1day1, cur: v2day1,
 			want: counts{ins: 1, upd: 1, del: 1, unch: 1}, end: v2},
@@ -147,8 +151,8 @@ func testStrategyCases(t *testing.T, b Backend, noDigest bool) {
 			// Changed input: exact counts and the end state of SPEC.md.
 			f2 := writeFile(t, "second.csv", tc.cur)
 			r = mustLoad(t, tg, sp, f2)
-			if got(r) != tc.want {
-				t.Fatalf("changed input: got %+v, want %+v", got(r), tc.want)
+			if g := got(r); g != tc.want && !(noDigest && tc.whole != nil && g == *tc.whole) {
+				t.Fatalf("changed input: got %+v, want %+v", g, tc.want)
 			}
 			schema, err := tg.Describe(ctxb(), table)
 			if err != nil {

@@ -572,3 +572,61 @@ func (x *tx) BeforeDelta(ctx context.Context, staged int64) error {
 
 func (x *tx) Commit(ctx context.Context) error   { return x.tx.Commit(ctx) }
 func (x *tx) Rollback(ctx context.Context) error { return x.tx.Rollback(ctx) }
+
+// ConflictColumns (sqlplan.ConflictNamer) reads the columns of a unique
+// violation from its detail, `Key (a, "b c")=(…) already exists.`, where
+// PostgreSQL quotes a column name as an identifier when it must. An
+// expression index or an unexpected shape gives nil: the error is then
+// reported as it is.
+func (x *tx) ConflictColumns(err error) []string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(pe.Detail, "Key (")
+	if !ok {
+		return nil
+	}
+	var cols []string
+	for {
+		var name string
+		if strings.HasPrefix(rest, `"`) {
+			// A quoted identifier: "" stands for one quote.
+			var b strings.Builder
+			i := 1
+			for ; i < len(rest); i++ {
+				if rest[i] == '"' {
+					if i+1 < len(rest) && rest[i+1] == '"' {
+						b.WriteByte('"')
+						i++
+						continue
+					}
+					break
+				}
+				b.WriteByte(rest[i])
+			}
+			if i >= len(rest) {
+				return nil
+			}
+			name, rest = b.String(), rest[i+1:]
+		} else {
+			j := strings.IndexAny(rest, ",)")
+			if j <= 0 {
+				return nil
+			}
+			name, rest = rest[:j], rest[j:]
+			if strings.ContainsAny(name, " (") {
+				return nil // an expression
+			}
+		}
+		cols = append(cols, name)
+		switch {
+		case strings.HasPrefix(rest, ", "):
+			rest = rest[2:]
+		case strings.HasPrefix(rest, ")="):
+			return cols
+		default:
+			return nil
+		}
+	}
+}

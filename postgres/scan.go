@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/sqlplan"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // scanBatchBytes is how much COPY text the reader hands over at a time: big
@@ -27,10 +29,21 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 	if err != nil {
 		return err
 	}
-	q, err := copyOutSQL(table, schema, part)
+	q, err := copyOutSQL(table, schema, part, "")
 	if err != nil {
 		return err
 	}
+	conn, err := t.pool.Acquire(ctx)
+	if err != nil {
+		return wrapErr(err)
+	}
+	defer conn.Release()
+	return copyScan(ctx, conn.Conn().PgConn(), q, &textRows{schema: schema, table: table, row: make(idem.Row, len(schema)), fn: fn})
+}
+
+// copyScan runs the COPY TO STDOUT q on conn: a reader goroutine collects
+// the raw text into batches while this one parses them into p.
+func copyScan(ctx context.Context, conn *pgconn.PgConn, q string, p *textRows) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	full := make(chan []byte, 2)
@@ -41,10 +54,9 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(full)
-		readErr <- t.copyOut(ctx, q, full, free)
+		readErr <- copyOut(ctx, conn, q, full, free)
 	}()
 
-	p := &textRows{schema: schema, table: table, row: make(idem.Row, len(schema)), fn: fn}
 	var fnErr error
 	for b := range full {
 		if fnErr == nil {
@@ -65,13 +77,21 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 // first (digits, dates and timestamps carry no quote), and text is written
 // as an E-prefixed string with backslashes and quotes escaped, safe
 // whatever standard_conforming_strings says; canonical text has no NUL.
-func copyOutSQL(table string, schema idem.Schema, part *idem.Partition) (string, error) {
+// lead, when not empty, is an expression read before the columns (the
+// row's ctid for a located scan).
+func copyOutSQL(table string, schema idem.Schema, part *idem.Partition, lead string) (string, error) {
 	d := dialect{}
-	cols := make([]string, len(schema))
-	for i, c := range schema {
-		cols[i] = d.Quote(c.Name)
+	cols := make([]string, 0, len(schema)+1)
+	if lead != "" {
+		cols = append(cols, lead)
+	}
+	for _, c := range schema {
+		cols = append(cols, d.Quote(c.Name))
 	}
 	if part == nil {
+		if lead != "" {
+			return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), d.Quote(table)), nil
+		}
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT", d.Quote(table), strings.Join(cols, ", ")), nil
 	}
 	_, v, err := sqlplan.PartitionValue(table, schema, part)
@@ -109,14 +129,9 @@ func (w *batchWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *Target) copyOut(ctx context.Context, q string, full chan<- []byte, free <-chan []byte) error {
-	conn, err := t.pool.Acquire(ctx)
-	if err != nil {
-		return wrapErr(err)
-	}
-	defer conn.Release()
+func copyOut(ctx context.Context, conn *pgconn.PgConn, q string, full chan<- []byte, free <-chan []byte) error {
 	w := &batchWriter{ctx: ctx, full: full, free: free}
-	if _, err := conn.Conn().PgConn().CopyTo(ctx, w, q); err != nil {
+	if _, err := conn.CopyTo(ctx, w, q); err != nil {
 		return wrapErr(err)
 	}
 	if len(w.cur) > 0 {
@@ -134,6 +149,9 @@ type textRows struct {
 	row    idem.Row
 	fn     func(idem.Schema, idem.Row) error
 	unesc  []byte
+	// locate, when set, replaces fn for a located scan: each line starts
+	// with the row's ctid.
+	locate func(loc int64, row idem.Row) error
 }
 
 var errCopyFormat = errors.New("malformed COPY data from the server")
@@ -147,6 +165,18 @@ func (p *textRows) batch(b []byte) error {
 		}
 		line := s[:nl]
 		s = s[nl+1:]
+		var loc int64
+		if p.locate != nil {
+			tab := strings.IndexByte(line, '\t')
+			if tab < 0 {
+				return errCopyFormat
+			}
+			var ok bool
+			if loc, ok = parseCtid(line[:tab]); !ok {
+				return errCopyFormat
+			}
+			line = line[tab+1:]
+		}
 		for i := range p.row {
 			var field string
 			if i == len(p.row)-1 {
@@ -171,7 +201,13 @@ func (p *textRows) batch(b []byte) error {
 			}
 			p.row[i] = idem.V(c)
 		}
-		if err := p.fn(p.schema, p.row); err != nil {
+		var err error
+		if p.locate != nil {
+			err = p.locate(loc, p.row)
+		} else {
+			err = p.fn(p.schema, p.row)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -208,4 +244,71 @@ func (p *textRows) unescape(f string) string {
 	}
 	p.unesc = u
 	return string(u)
+}
+
+// parseCtid reads a ctid's text form "(block,offset)" as block<<16|offset:
+// an offset is at most MaxHeapTuplesPerPage (a few hundred), a block
+// number 32 bits.
+func parseCtid(s string) (int64, bool) {
+	if len(s) < 5 || s[0] != '(' || s[len(s)-1] != ')' {
+		return 0, false
+	}
+	b, o, ok := strings.Cut(s[1:len(s)-1], ",")
+	if !ok {
+		return 0, false
+	}
+	block, err1 := strconv.ParseUint(b, 10, 32)
+	off, err2 := strconv.ParseUint(o, 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return int64(block)<<16 | int64(off), true
+}
+
+// formatCtid is parseCtid's inverse.
+func formatCtid(loc int64) string {
+	return "(" + strconv.FormatInt(loc>>16, 10) + "," + strconv.FormatInt(loc&0xffff, 10) + ")"
+}
+
+// ScanLocated (sqlplan.RowLocator) reads the scope in the load's
+// transaction with each row's ctid. A ctid names a row only within one
+// heap, so tables with partitions or inheritance children, whose rows come
+// from several heaps, are not located.
+func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, fn func(loc int64, row idem.Row) error) (bool, error) {
+	var plain bool
+	err := x.tx.QueryRow(ctx, "SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_class c WHERE c.oid = to_regclass($1)",
+		dialect{}.Quote(table)).Scan(&plain)
+	if err != nil || !plain {
+		return false, err
+	}
+	q, err := copyOutSQL(table, schema, part, "ctid")
+	if err != nil {
+		return false, err
+	}
+	p := &textRows{schema: schema, table: table, row: make(idem.Row, len(schema)), locate: fn}
+	return true, copyScan(ctx, x.tx.Conn().PgConn(), q, p)
+}
+
+// locBatch is how many ctids one DELETE names: one array parameter.
+const locBatch = 100_000
+
+// DeleteLocated (sqlplan.RowLocator) deletes rows by ctid, through a TID
+// scan of a bound array.
+func (x *tx) DeleteLocated(ctx context.Context, table string, locs []int64) (int64, error) {
+	q := "DELETE FROM " + dialect{}.Quote(table) + " WHERE ctid = ANY($1::text[]::tid[])"
+	var total int64
+	for len(locs) > 0 {
+		n := min(len(locs), locBatch)
+		tids := make([]string, n)
+		for i, l := range locs[:n] {
+			tids[i] = formatCtid(l)
+		}
+		c, err := x.tx.Exec(ctx, q, tids)
+		if err != nil {
+			return total, err
+		}
+		total += c.RowsAffected()
+		locs = locs[n:]
+	}
+	return total, nil
 }

@@ -109,32 +109,49 @@ func TestCarriedTokenMatchesScan(t *testing.T) {
 
 // TestSwapTokenMatchesScan: keyless partition swaps record the token
 // without scanning when they can (every row written by one COPY in the
-// swap's savepoint, or the old rows kept when the swap undid itself); it
-// must equal a scan each time, including after someone outside idem wrote.
+// swap's savepoint, or the old rows kept when the swap undid itself), or
+// after writing only the rows that differ; it must equal a scan each time,
+// including after someone outside idem wrote. Both ways of swapping run:
+// row by row (the default) and whole (NoDigest).
 func TestSwapTokenMatchesScan(t *testing.T) {
-	tg := openTokenTarget(t)
-	ctx := context.Background()
-	part := &idem.Partition{Column: "day", Value: "2024-01-02"}
-	n := 0
-	swap := func(content string, force bool, wantIns, wantDel int64) {
-		t.Helper()
-		n++
-		res := loadChecked(t, tg, idem.LoadSpec{Table: "s", Partition: part, Strategy: idem.ReplacePartition,
-			Create: true, Force: force, RunID: fmt.Sprint("s", n)}, "id,day,v\n"+content)
-		if res.Inserted != wantIns || res.Deleted != wantDel {
-			t.Fatalf("swap %d: %d inserted, %d deleted; want %d, %d", n, res.Inserted, res.Deleted, wantIns, wantDel)
-		}
-	}
 	one := "1,2024-01-02,a\n2,2024-01-02,b\n3,2024-01-02,c\n"
 	two := "1,2024-01-02,a\n2,2024-01-02,B\n"
-	swap(one, false, 3, 0) // first load: the scope was empty
-	swap(two, false, 2, 3) // swapped in a savepoint
-	swap(two, true, 0, 0)  // forced, same rows: the swap undoes itself
-	if _, err := tg.Pool().Exec(ctx, "UPDATE s SET v = 'x' WHERE id = 1"); err != nil {
-		t.Fatal(err)
+	steps := []struct {
+		content            string
+		force              bool
+		outside            string // run before the load, outside idem
+		diffIns, diffDel   int64
+		wholeIns, wholeDel int64
+	}{
+		{content: one, diffIns: 3, wholeIns: 3},                          // the scope was empty
+		{content: two, diffIns: 1, diffDel: 2, wholeIns: 2, wholeDel: 3}, // whole: swapped in a savepoint
+		{content: two, force: true},                                      // whole: the swap undoes itself
+		{content: two, force: true, outside: "UPDATE s SET v = 'x' WHERE id = 1", // the old rows differ
+			diffIns: 1, diffDel: 1, wholeIns: 2, wholeDel: 2},
+		{content: one, diffIns: 2, diffDel: 1, wholeIns: 3, wholeDel: 2},
 	}
-	swap(two, true, 2, 2) // the old rows are read back: they differ
-	swap(one, false, 3, 2)
+	for _, whole := range []bool{false, true} {
+		t.Run(map[bool]string{false: "diff", true: "whole"}[whole], func(t *testing.T) {
+			tg := openTokenTarget(t)
+			part := &idem.Partition{Column: "day", Value: "2024-01-02"}
+			for n, st := range steps {
+				if st.outside != "" {
+					if _, err := tg.Pool().Exec(context.Background(), st.outside); err != nil {
+						t.Fatal(err)
+					}
+				}
+				res := loadChecked(t, tg, idem.LoadSpec{Table: "s", Partition: part, Strategy: idem.ReplacePartition,
+					Create: true, Force: st.force, NoDigest: whole, RunID: fmt.Sprint("s", n)}, "id,day,v\n"+st.content)
+				wantIns, wantDel := st.diffIns, st.diffDel
+				if whole {
+					wantIns, wantDel = st.wholeIns, st.wholeDel
+				}
+				if res.Inserted != wantIns || res.Deleted != wantDel {
+					t.Fatalf("swap %d: %d inserted, %d deleted; want %d, %d", n+1, res.Inserted, res.Deleted, wantIns, wantDel)
+				}
+			}
+		})
+	}
 }
 
 // openTokenTarget opens a PostgreSQL target on a fresh schema.

@@ -5,9 +5,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,6 +249,9 @@ type tx struct {
 	x     execer
 	begun bool
 	stage string
+	// rowid is the name the located scan read rowids by, for
+	// DeleteLocated.
+	rowid string
 }
 
 func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -438,4 +443,59 @@ func (x *tx) ConflictColumns(err error) []string {
 		cols = append(cols, col)
 	}
 	return cols
+}
+
+// ScanLocated (sqlplan.RowLocator) reads the scope with each row's rowid.
+// A column may take any of the rowid's three names, so the first one no
+// column has is used; a WITHOUT ROWID table (its probe fails, which in
+// SQLite leaves the transaction as it was) is not located.
+func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, fn func(loc int64, row idem.Row) error) (bool, error) {
+	x.rowid = ""
+	for _, name := range []string{"rowid", "_rowid_", "oid"} {
+		if !slices.ContainsFunc(schema, func(c idem.Column) bool { return strings.EqualFold(c.Name, name) }) {
+			x.rowid = name
+			break
+		}
+	}
+	if x.rowid == "" {
+		return false, nil
+	}
+	if err := x.Query(ctx, "SELECT "+x.rowid+" FROM "+dialect{}.Quote(table)+" LIMIT 0", nil, func([]any) error { return nil }); err != nil {
+		x.rowid = ""
+		return false, nil
+	}
+	return true, sqlplan.ScanLocatedBy(ctx, dialect{}, x.x, x.rowid, table, schema, part, fn)
+}
+
+// locBatch is how many rowids one DELETE names, as one JSON array: SQLite
+// bounds the number of bound parameters, not their size.
+const locBatch = 100_000
+
+// DeleteLocated (sqlplan.RowLocator) deletes rows by the rowids
+// ScanLocated read.
+func (x *tx) DeleteLocated(ctx context.Context, table string, locs []int64) (int64, error) {
+	if x.rowid == "" {
+		return 0, errors.New("delete by rowid without a located scan")
+	}
+	q := "DELETE FROM " + dialect{}.Quote(table) + " WHERE " + x.rowid + " IN (SELECT value FROM json_each(?))"
+	var total int64
+	for len(locs) > 0 {
+		n := min(len(locs), locBatch)
+		b := make([]byte, 0, n*8+2)
+		b = append(b, '[')
+		for i, l := range locs[:n] {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, l, 10)
+		}
+		b = append(b, ']')
+		c, err := x.Exec(ctx, q, string(b))
+		if err != nil {
+			return total, err
+		}
+		total += c
+		locs = locs[n:]
+	}
+	return total, nil
 }

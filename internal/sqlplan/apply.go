@@ -187,7 +187,24 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	// prior, when set, delivers the old scope's fingerprint and token,
 	// read on the backend's other connection while this one swaps.
 	var prior chan priorScope
-	if swap {
+	// diff, when set, is the swap done row by row (swapdiff.go).
+	var diff *swapDiff
+	if swap && sameNames(cur, plan.Columns) && !plan.NoDigest {
+		if rl, ok := tx.(RowLocator); ok {
+			// The ledger's last row count spares reading a scope known to
+			// be too big to compare.
+			runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: plan.Table, Partition: plan.Partition.String(), ExactPartition: true, Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(runs) == 0 || runs[0].OutputRows <= DiffMaxRows {
+				if diff, err = pl.diffSwap(ctx, rl, tx, cur, in); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if swap && diff == nil {
 		a, aside := tx.(AsideTokener)
 		aside = aside && !ddl
 		switch {
@@ -223,13 +240,18 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		}
 	}
 	pl.Delta = old != nil
-	st, err := tx.Stage(ctx, pl, rows, swap || (emptyScope && plan.Dedupe == idem.DedupeError))
-	if err != nil {
+	var st *Stage
+	if diff != nil {
+		st = diff.st
+	} else if st, err = tx.Stage(ctx, pl, rows, swap || (emptyScope && plan.Dedupe == idem.DedupeError)); err != nil {
 		return nil, err
 	}
 	rowsIn := st.Rows
-	if g != nil {
+	switch {
+	case g != nil:
 		rowsIn = g.rowsIn
+	case diff != nil:
+		rowsIn = diff.rowsIn
 	}
 	if rowsIn == 0 && !plan.AllowEmpty && (plan.Strategy == idem.Replace || plan.Strategy == idem.ReplacePartition || plan.Strategy == idem.Merge) {
 		return nil, idem.BadInput("the input has no rows: %s would empty %s; pass --allow-empty if that is what you want", plan.Strategy, scopeLabel(plan))
@@ -244,6 +266,8 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var priorTok string // the old scope's token (with prior)
 	rolledBack := false // the swap found the old rows and undid itself
 	switch {
+	case diff != nil:
+		counts = diff.counts
 	case old != nil:
 		var gone [][]byte
 		if plan.Strategy != idem.Upsert && plan.Strategy != idem.InsertMissing {
@@ -273,14 +297,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	case swap:
 		counts = Counts{Deleted: swapDeleted, Inserted: st.Rows, Replaced: true}
 		if !st.Direct {
-			if counts.Inserted, err = pl.insertAll(ctx, st.Name); err != nil {
-				if cn, ok := tx.(ConflictNamer); ok {
-					if cols := cn.ConflictColumns(err); len(cols) > 0 {
-						if located := pl.conflictAt(ctx, st, cols, err); located != nil {
-							return nil, located
-						}
-					}
-				}
+			if counts.Inserted, err = pl.insertStaged(ctx, tx, st); err != nil {
 				return nil, err
 			}
 		}
@@ -337,10 +354,11 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	var tok string
 	carried := false
+	err = nil // each branch below sets it afresh
 	if ft, ok := tx.(FingerprintTokener); ok {
 		// The backend's token is the scope's fingerprint, just computed.
 		tok, carried = ft.TokenOf(outFP), true
-	} else if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable {
+	} else if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable && diff == nil {
 		// Every row in scope was written by this transaction just now, in
 		// no savepoint.
 		tok, err = dt.DirectToken(ctx, st.Rows)
@@ -472,9 +490,18 @@ func tableRows(ctx context.Context, p *Planner) (int64, error) {
 // ScanQuery is the SELECT that reads a table or partition back, one
 // expression per column of schema, with the partition value bound.
 func ScanQuery(d Backend, table string, schema idem.Schema, part *idem.Partition) (string, []any, error) {
-	exprs := make([]string, len(schema))
-	for i, c := range schema {
-		exprs[i] = d.SelectExpr(d.Quote(c.Name), c.Type)
+	return scanQuery(d, "", table, schema, part)
+}
+
+// scanQuery is ScanQuery with lead, when not empty, read before the
+// columns.
+func scanQuery(d Backend, lead, table string, schema idem.Schema, part *idem.Partition) (string, []any, error) {
+	exprs := make([]string, 0, len(schema)+1)
+	if lead != "" {
+		exprs = append(exprs, lead)
+	}
+	for _, c := range schema {
+		exprs = append(exprs, d.SelectExpr(d.Quote(c.Name), c.Type))
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), d.Quote(table))
 	if part == nil {
@@ -504,12 +531,27 @@ func PartitionValue(table string, schema idem.Schema, part *idem.Partition) (ide
 
 // Scan reads a table or partition back in canonical form.
 func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
-	q, args, err := ScanQuery(d, table, schema, part)
+	return scan(ctx, d, x, "", table, schema, part, func(_ int64, r idem.Row) error { return fn(schema, r) })
+}
+
+// ScanLocatedBy reads a table or partition back like Scan, with the
+// integer expression loc (a rowid) read alongside each row: a RowLocator's
+// scan for backends whose rows have one.
+func ScanLocatedBy(ctx context.Context, d Backend, x Execer, loc, table string, schema idem.Schema, part *idem.Partition, fn func(int64, idem.Row) error) error {
+	return scan(ctx, d, x, loc, table, schema, part, fn)
+}
+
+func scan(ctx context.Context, d Backend, x Execer, lead, table string, schema idem.Schema, part *idem.Partition, fn func(int64, idem.Row) error) error {
+	q, args, err := scanQuery(d, lead, table, schema, part)
 	if err != nil {
 		return err
 	}
 	row := make(idem.Row, len(schema))
 	return x.Query(ctx, q, args, func(vals []any) error {
+		var loc int64
+		if lead != "" {
+			loc, vals = toInt(vals[0]), vals[1:]
+		}
 		for i, v := range vals {
 			cv, err := d.Decode(schema[i].Type, v)
 			if err != nil {
@@ -517,7 +559,7 @@ func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Sc
 			}
 			row[i] = cv
 		}
-		return fn(schema, row)
+		return fn(loc, row)
 	})
 }
 

@@ -9,14 +9,42 @@ import (
 )
 
 // ConflictNamer is implemented by backends whose unique-violation errors
-// name the constraint's columns but not the offending row (SQLite, for an
-// INSERT … SELECT from staging). ApplyLoad then finds the row itself, so a
+// name the constraint's columns but not the offending row (an INSERT …
+// SELECT from staging, on SQLite or PostgreSQL). ApplyLoad then finds the row itself, so a
 // keyless load into a table with a primary key still reports the file and
 // line of the row that broke it.
 type ConflictNamer interface {
 	// ConflictColumns returns the columns of the unique constraint err
 	// broke, or nil when err is something else.
 	ConflictColumns(err error) []string
+}
+
+// insertStaged inserts every staged row into the target; a unique
+// violation the backend can name is reported at the input row that caused
+// it. The insert runs in a savepoint then, because finding the row takes
+// queries that PostgreSQL refuses in a transaction an error aborted.
+func (p *Planner) insertStaged(ctx context.Context, tx Tx, st *Stage) (int64, error) {
+	cn, naming := tx.(ConflictNamer)
+	if !naming {
+		return p.insertAll(ctx, st.Name)
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT idem_insert"); err != nil {
+		return 0, err
+	}
+	n, err := p.insertAll(ctx, st.Name)
+	if err == nil {
+		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT idem_insert")
+		return n, err
+	}
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idem_insert"); rerr != nil {
+		return 0, err
+	}
+	if cols := cn.ConflictColumns(err); len(cols) > 0 {
+		if located := p.conflictAt(ctx, st, cols, err); located != nil {
+			return 0, located
+		}
+	}
+	return 0, err
 }
 
 // conflictAt returns an input error at the first staged row whose cols
