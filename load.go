@@ -83,7 +83,10 @@ type LoadSpec struct {
 	// DiffBuffer bounds, in bytes, the changed rows a keyless swap that
 	// compares rows in the client holds in memory before it stages them
 	// instead (0: 16 MB). Tests make it small to take the staging path.
-	DiffBuffer    int
+	DiffBuffer int
+	// DiffMaxRows bounds the scope a keyless swap compares in the client
+	// (0: 1M rows, about 50 MB); a bigger one is swapped whole.
+	DiffMaxRows   int64
 	LockTimeout   time.Duration
 	Pipeline      string
 	ExecutionDate string

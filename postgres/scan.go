@@ -29,7 +29,7 @@ func (t *Target) Scan(ctx context.Context, table string, part *idem.Partition, f
 	if err != nil {
 		return err
 	}
-	q, err := copyOutSQL(table, schema, part, "")
+	q, err := copyOutSQL(table, schema, part, "", 0)
 	if err != nil {
 		return err
 	}
@@ -78,8 +78,8 @@ func copyScan(ctx context.Context, conn *pgconn.PgConn, q string, p *textRows) e
 // as an E-prefixed string with backslashes and quotes escaped, safe
 // whatever standard_conforming_strings says; canonical text has no NUL.
 // lead, when not empty, is an expression read before the columns (the
-// row's ctid for a located scan).
-func copyOutSQL(table string, schema idem.Schema, part *idem.Partition, lead string) (string, error) {
+// row's ctid for a located scan); limit, when positive, bounds the rows.
+func copyOutSQL(table string, schema idem.Schema, part *idem.Partition, lead string, limit int64) (string, error) {
 	d := dialect{}
 	cols := make([]string, 0, len(schema)+1)
 	if lead != "" {
@@ -88,20 +88,23 @@ func copyOutSQL(table string, schema idem.Schema, part *idem.Partition, lead str
 	for _, c := range schema {
 		cols = append(cols, d.Quote(c.Name))
 	}
-	if part == nil {
-		if lead != "" {
-			return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), d.Quote(table)), nil
-		}
+	if part == nil && lead == "" && limit <= 0 {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT", d.Quote(table), strings.Join(cols, ", ")), nil
 	}
-	_, v, err := sqlplan.PartitionValue(table, schema, part)
-	if err != nil {
-		return "", err
+	sel := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), d.Quote(table))
+	if part != nil {
+		_, v, err := sqlplan.PartitionValue(table, schema, part)
+		if err != nil {
+			return "", err
+		}
+		// An untyped literal takes the column's type, as a bound value would.
+		lit := "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
+		sel += fmt.Sprintf(" WHERE %s = %s", d.Quote(part.Column), lit)
 	}
-	// An untyped literal takes the column's type, as a bound value would.
-	lit := "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
-	return fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT",
-		strings.Join(cols, ", "), d.Quote(table), d.Quote(part.Column), lit), nil
+	if limit > 0 {
+		sel += " LIMIT " + strconv.FormatInt(limit, 10)
+	}
+	return "COPY (" + sel + ") TO STDOUT", nil
 }
 
 // batchWriter receives COPY data (whole rows per message) and passes on
@@ -274,14 +277,14 @@ func formatCtid(loc int64) string {
 // transaction with each row's ctid. A ctid names a row only within one
 // heap, so tables with partitions or inheritance children, whose rows come
 // from several heaps, are not located.
-func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, fn func(loc int64, row idem.Row) error) (bool, error) {
+func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc int64, row idem.Row) error) (bool, error) {
 	var plain bool
 	err := x.tx.QueryRow(ctx, "SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_class c WHERE c.oid = to_regclass($1)",
 		dialect{}.Quote(table)).Scan(&plain)
 	if err != nil || !plain {
 		return false, err
 	}
-	q, err := copyOutSQL(table, schema, part, "ctid")
+	q, err := copyOutSQL(table, schema, part, "ctid", limit)
 	if err != nil {
 		return false, err
 	}

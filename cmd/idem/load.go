@@ -80,7 +80,7 @@ Strategies:
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate and compute the result, commit nothing")
 	fl.BoolVar(&f.force, "force", false, "skip the rerun fast path (still writes only what differs)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
-	fl.BoolVar(&f.noDigest, "no-digest", false, "keep no row digest: keyed reruns compare every row in the database (slower, stores nothing extra)")
+	fl.BoolVar(&f.noDigest, "no-digest", false, "compare nothing in the client: keyed reruns compare every row in the database and keep no row digest, keyless loads swap their whole scope (slower, stores nothing extra)")
 	fl.StringVar(&f.format, "format", "", "input format csv|tsv|jsonl|parquet (default: from the file extension; required for -)")
 	fl.BoolVar(&f.noHeader, "no-header", false, "CSV/TSV files have no header line (then give --columns)")
 	fl.StringVar(&f.columns, "columns", "", "column names for --no-header, comma-separated")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/idemhq/idem"
@@ -197,7 +198,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 			if err != nil {
 				return nil, err
 			}
-			if len(runs) == 0 || runs[0].OutputRows <= DiffMaxRows {
+			if len(runs) == 0 || runs[0].OutputRows <= diffMaxRows(plan) {
 				if diff, err = pl.diffSwap(ctx, rl, tx, cur, in); err != nil {
 					return nil, err
 				}
@@ -531,20 +532,24 @@ func PartitionValue(table string, schema idem.Schema, part *idem.Partition) (ide
 
 // Scan reads a table or partition back in canonical form.
 func Scan(ctx context.Context, d Backend, x Execer, table string, schema idem.Schema, part *idem.Partition, fn func(idem.Schema, idem.Row) error) error {
-	return scan(ctx, d, x, "", table, schema, part, func(_ int64, r idem.Row) error { return fn(schema, r) })
+	return scan(ctx, d, x, "", table, schema, part, 0, func(_ int64, r idem.Row) error { return fn(schema, r) })
 }
 
 // ScanLocatedBy reads a table or partition back like Scan, with the
-// integer expression loc (a rowid) read alongside each row: a RowLocator's
-// scan for backends whose rows have one.
-func ScanLocatedBy(ctx context.Context, d Backend, x Execer, loc, table string, schema idem.Schema, part *idem.Partition, fn func(int64, idem.Row) error) error {
-	return scan(ctx, d, x, loc, table, schema, part, fn)
+// integer expression loc (a rowid) read alongside each row, and at most
+// limit rows when limit is positive: a RowLocator's scan for backends whose
+// rows have one.
+func ScanLocatedBy(ctx context.Context, d Backend, x Execer, loc, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(int64, idem.Row) error) error {
+	return scan(ctx, d, x, loc, table, schema, part, limit, fn)
 }
 
-func scan(ctx context.Context, d Backend, x Execer, lead, table string, schema idem.Schema, part *idem.Partition, fn func(int64, idem.Row) error) error {
+func scan(ctx context.Context, d Backend, x Execer, lead, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(int64, idem.Row) error) error {
 	q, args, err := scanQuery(d, lead, table, schema, part)
 	if err != nil {
 		return err
+	}
+	if limit > 0 {
+		q += " LIMIT " + strconv.FormatInt(limit, 10)
 	}
 	row := make(idem.Row, len(schema))
 	return x.Query(ctx, q, args, func(vals []any) error {

@@ -2,7 +2,6 @@ package sqlplan
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -28,27 +27,28 @@ import (
 // that transaction, which holds the scope's lock from the read to the
 // delete.
 type RowLocator interface {
-	// ScanLocated calls fn for every row of the scope, in canonical form,
-	// with its locator; ok is false (and fn never called) when this table
-	// has no usable locator, e.g. a partitioned PostgreSQL table whose
-	// children share ctids, or a SQLite table WITHOUT ROWID.
-	ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, fn func(loc int64, row idem.Row) error) (ok bool, err error)
+	// ScanLocated calls fn for every row of the scope (at most limit of
+	// them), in canonical form, with its locator; ok is false (and fn never
+	// called) when this table has no usable locator, e.g. a partitioned
+	// PostgreSQL table whose children share ctids, or a SQLite table
+	// WITHOUT ROWID. The limit is in the query rather than an early return
+	// from fn, because stopping a PostgreSQL COPY midway closes the
+	// connection, and the transaction with it.
+	ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc int64, row idem.Row) error) (ok bool, err error)
 	// DeleteLocated deletes the rows at locs and says how many it deleted.
 	DeleteLocated(ctx context.Context, table string, locs []int64) (int64, error)
 }
 
 const (
-	// DiffMaxRows bounds the scope a keyless swap compares in the client
-	// (about 50 bytes a row); a bigger scope is deleted and rewritten whole.
-	DiffMaxRows = 1_000_000
+	// defaultDiffMaxRows bounds the scope a keyless swap compares in the
+	// client (about 50 bytes a row); a bigger scope is deleted and
+	// rewritten whole.
+	defaultDiffMaxRows = 1_000_000
 	// defaultDiffBuffer is how many bytes of changed rows a keyless swap
 	// holds in memory to write them straight into the target once the
 	// input is read; past it they go through a staging table instead.
 	defaultDiffBuffer = 16 << 20
 )
-
-// errDiffTooBig stops a located scan that passed DiffMaxRows.
-var errDiffTooBig = errors.New("scope too big to compare in the client")
 
 // located is the old scope as a multiset of row hashes, each entry with the
 // locator of one row. Entries of equal hash are chained, so taking one for
@@ -97,23 +97,29 @@ func (l *located) leftover() []int64 {
 	return out
 }
 
+func diffMaxRows(p *idem.Plan) int64 {
+	if p.DiffMaxRows > 0 {
+		return p.DiffMaxRows
+	}
+	return defaultDiffMaxRows
+}
+
 // readLocated reads the scope's row hashes and locators; nil when the
-// backend cannot locate this table's rows or the scope is over DiffMaxRows.
+// backend cannot locate this table's rows or the scope has more rows than
+// the plan's bound.
 func readLocated(ctx context.Context, rl RowLocator, p *idem.Plan, cur idem.Schema) (*located, error) {
 	l := &located{head: map[idem.RowHash]int32{}}
 	h := idem.NewRowHasher(cur)
-	ok, err := rl.ScanLocated(ctx, p.Table, cur, p.Partition, func(loc int64, row idem.Row) error {
-		if l.rows >= DiffMaxRows {
-			return errDiffTooBig
-		}
+	max := diffMaxRows(p)
+	ok, err := rl.ScanLocated(ctx, p.Table, cur, p.Partition, max+1, func(loc int64, row idem.Row) error {
 		l.add(h.Hash(row), loc)
 		return nil
 	})
-	if errors.Is(err, errDiffTooBig) || err == nil && !ok {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", scopeLabel(p), err)
+	}
+	if !ok || l.rows > max {
+		return nil, nil
 	}
 	return l, nil
 }
