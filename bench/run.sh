@@ -8,7 +8,8 @@
 #
 # Environment (all optional): PGHOST (127.0.0.1), PGPORT (5432), PGUSER (root),
 # PGDATABASE (test), BENCH_10M=1, BENCH_KEEP=1 (keep the idem_bench schema),
-# F_REPEAT (3: step f and its reference run this many times; the median counts).
+# F_REPEAT (3: step f and its reference run this many times; the median counts),
+# AB_REPEAT (3: the same for steps a and b, each into a fresh schema).
 set -euo pipefail
 
 ROWS="${1:-1000000}"
@@ -165,22 +166,44 @@ ls -l "$ORIG" "$CHANGED" "$PART" | sed 's/^/  /'
 echo "  partition $PART_DATE: $PART_ROWS rows; rows changed in $CHANGED: $CHANGED_ROWS"
 ((PART_ROWS > 0)) || { echo "no rows for $PART_DATE" >&2; exit 1; }
 
-say "schema $SCHEMA (dropped and recreated); tables orders (psql) and orders_idem (idem), same DDL"
-pq -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" -c "CREATE SCHEMA $SCHEMA"
-for t in orders orders_idem; do
-	pq -c "CREATE TABLE $t $DDL_COLS" -c "CREATE INDEX ON $t (order_date)"
+# median KEY N: T[KEY] = the median of T[KEY1..N] (a 0.2 s step is at the
+# mercy of one scheduler hiccup; the median of a few is not); MB and ERR
+# are the worst of them.
+median() {
+	local key=$1 n=$2 i
+	T[$key]=$(for ((i = 1; i <= n; i++)); do echo "${T[$key$i]:-0}"; done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	for ((i = 1; i <= n; i++)); do
+		[[ -n "${ERR[$key$i]:-}" ]] && ERR[$key]=${ERR[$key$i]}
+		[[ -n "${MB[$key$i]:-}" ]] && ((${MB[$key$i]} > ${MB[$key]:-0})) && MB[$key]=${MB[$key$i]}
+	done
+	LINE[$key]=${LINE[${key}1]:-}
+	echo "  median of $n: ${T[$key]} s"
+}
+
+# a and b run AB_REPEAT times, each time into a freshly created schema, and
+# their medians count: a 5 s COPY moves by +-20% from one run to the next
+# here, which one sample would hand to the ratio. Later steps use the
+# tables the last repeat left.
+AB_REPEAT="${AB_REPEAT:-3}"
+for ((r = 1; r <= AB_REPEAT; r++)); do
+	say "schema $SCHEMA (dropped and recreated); tables orders (psql) and orders_idem (idem), same DDL"
+	pq -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" -c "CREATE SCHEMA $SCHEMA"
+	for t in orders orders_idem; do
+		pq -c "CREATE TABLE $t $DDL_COLS" -c "CREATE INDEX ON $t (order_date)"
+	done
+	settle orders orders_idem
+
+	say "a ($r/$AB_REPEAT). reference: psql \\copy into the empty table"
+	time_psql "a$r" -c "\\copy orders from '$ORIG' csv header"
+	settle orders orders_idem
+
+	say "b ($r/$AB_REPEAT). idem first load (upsert) into the empty table"
+	time_idem "b$r" "$ORIG" --to "$URL" --table orders_idem --key order_id --strategy upsert
+	compare_tables "after b $r (original data)"
+	settle orders orders_idem
 done
-settle orders orders_idem
-
-# ---------------------------------------------------------------- a, b
-say "a. reference: psql \\copy into the empty table"
-time_psql a -c "\\copy orders from '$ORIG' csv header"
-settle orders orders_idem
-
-say "b. idem first load (upsert) into the empty table"
-time_idem b "$ORIG" --to "$URL" --table orders_idem --key order_id --strategy upsert
-compare_tables "after b (original data)"
-settle orders orders_idem
+median a "$AB_REPEAT"
+median b "$AB_REPEAT"
 
 # ---------------------------------------------------------------- c, d, e
 # idem_step KEY "LABEL" FILE STRATEGY: one timed idem load of orders_idem.
@@ -213,7 +236,7 @@ UPDATE orders o SET customer_id = c.customer_id, amount = c.amount, status = c.s
 COMMIT;
 EOF
 say "reference update to the changed file (psql staging + UPDATE; setup for f, not a target)"
-time_psql a2 -f "$TMP/update.sql"
+time_psql upd -f "$TMP/update.sql"
 compare_tables "after e (1%-changed data)"
 settle orders orders_idem
 
@@ -224,19 +247,6 @@ DELETE FROM orders WHERE order_date = '$PART_DATE';
 COMMIT;
 EOF
 
-# median KEY N: T[KEY] = the median of T[KEY1..N] (a 0.2 s step is at the
-# mercy of one scheduler hiccup; the median of a few is not); MB and ERR
-# are the worst of them.
-median() {
-	local key=$1 n=$2 i
-	T[$key]=$(for ((i = 1; i <= n; i++)); do echo "${T[$key$i]:-0}"; done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-	for ((i = 1; i <= n; i++)); do
-		[[ -n "${ERR[$key$i]:-}" ]] && ERR[$key]=${ERR[$key$i]}
-		[[ -n "${MB[$key$i]:-}" ]] && ((${MB[$key$i]} > ${MB[$key]:-0})) && MB[$key]=${MB[$key$i]}
-	done
-	LINE[$key]=${LINE[${key}1]:-}
-	echo "  median of $n: ${T[$key]} s"
-}
 
 F_REPEAT="${F_REPEAT:-3}"
 for ((r = 1; r <= F_REPEAT; r++)); do
@@ -336,8 +346,8 @@ row() {
 say "results: $ROWS rows, PostgreSQL, idem $REV, wall seconds, ratio = idem / reference"
 printf '%-44s %9s %9s %7s %10s %6s %7s\n' step "ref s" "idem s" ratio target result "idem MB"
 printf '%s\n' "---------------------------------------------------------------------------------------------------"
-row "a. psql \\copy into empty table (reference)" a "" ""
-row "b. idem first load, upsert" a b 1.15
+row "a. psql \\copy into empty table (median of $AB_REPEAT)" a "" ""
+row "b. idem first load, upsert (median of $AB_REPEAT)" a b 1.15
 row "c. identical rerun, upsert" a c 0.25
 row "   first merge, same data (not a rerun)" a m ""
 row "d. identical rerun, merge" a d 0.25
@@ -349,7 +359,7 @@ if [[ "${BENCH_10M:-0}" == 1 ]]; then
 	row "g. 10M-row load, peak RSS" "" g mem:150
 fi
 echo
-echo "(reference update to the changed file, psql staging + UPDATE ... IS DISTINCT FROM: ${T[a2]:--} s; idem's e did the same)"
+echo "(reference update to the changed file, psql staging + UPDATE ... IS DISTINCT FROM: ${T[upd]:--} s; idem's e did the same)"
 echo
 echo "idem result lines:"
 for k in b c m d e f fw f2 g; do
