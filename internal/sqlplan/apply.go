@@ -198,8 +198,12 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 			if err != nil {
 				return nil, err
 			}
-			if len(runs) == 0 || runs[0].OutputRows <= diffMaxRows(plan) {
-				if diff, err = pl.diffSwap(ctx, rl, tx, cur, in); err != nil {
+			var expect int64
+			if len(runs) > 0 {
+				expect = runs[0].OutputRows
+			}
+			if expect <= diffMaxRows(plan) {
+				if diff, err = pl.diffSwap(ctx, rl, tx, cur, in, expect); err != nil {
 					return nil, err
 				}
 			}
