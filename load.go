@@ -85,7 +85,7 @@ type LoadSpec struct {
 	// instead (0: 16 MB). Tests make it small to take the staging path.
 	DiffBuffer int
 	// DiffMaxRows bounds the scope a keyless swap compares in the client
-	// (0: 1M rows, about 50 MB); a bigger one is swapped whole.
+	// (0: 1M rows, about 37 MB); a bigger one is swapped whole.
 	DiffMaxRows   int64
 	LockTimeout   time.Duration
 	Pipeline      string

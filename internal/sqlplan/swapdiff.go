@@ -41,8 +41,8 @@ type RowLocator interface {
 
 const (
 	// defaultDiffMaxRows bounds the scope a keyless swap compares in the
-	// client (about 50 bytes a row); a bigger scope is deleted and
-	// rewritten whole.
+	// client (about 37 bytes a row, see located); a bigger scope is
+	// deleted and rewritten whole.
 	defaultDiffMaxRows = 1_000_000
 	// defaultDiffBuffer is how many bytes of changed rows a keyless swap
 	// holds in memory to write them straight into the target once the
@@ -162,8 +162,8 @@ func diffMaxRows(p *idem.Plan) int64 {
 
 // readLocated reads the scope's row hashes and locators; nil when the
 // backend cannot locate this table's rows or the scope has more rows than
-// the plan's bound.
-// expect, when positive, is how many rows the ledger last saw there.
+// the plan's bound. expect, when positive, is how many rows the ledger last
+// saw there: the entries are allocated once.
 func readLocated(ctx context.Context, rl RowLocator, p *idem.Plan, cur idem.Schema, expect int64) (*located, error) {
 	bound := diffMaxRows(p)
 	l := &located{e: make([]locEntry, 0, min(max(expect, 0)+64, bound+1))}
