@@ -78,7 +78,8 @@ func copyScan(ctx context.Context, conn *pgconn.PgConn, q string, p *textRows) e
 // as an E-prefixed string with backslashes and quotes escaped, safe
 // whatever standard_conforming_strings says; canonical text has no NUL.
 // lead, when not empty, is an expression read before the columns (the
-// row's ctid for a located scan); limit, when positive, bounds the rows.
+// row's ctid and xmin for a located scan); limit, when positive, bounds the
+// rows.
 func copyOutSQL(table string, schema idem.Schema, part *idem.Partition, lead string, limit int64) (string, error) {
 	d := dialect{}
 	cols := make([]string, 0, len(schema)+1)
@@ -153,8 +154,8 @@ type textRows struct {
 	fn     func(idem.Schema, idem.Row) error
 	unesc  []byte
 	// locate, when set, replaces fn for a located scan: each line starts
-	// with the row's ctid.
-	locate func(loc int64, row idem.Row) error
+	// with the row's ctid and xmin.
+	locate func(loc, ver int64, row idem.Row) error
 }
 
 var errCopyFormat = errors.New("malformed COPY data from the server")
@@ -168,17 +169,17 @@ func (p *textRows) batch(b []byte) error {
 		}
 		line := s[:nl]
 		s = s[nl+1:]
-		var loc int64
+		var loc, ver int64
 		if p.locate != nil {
-			tab := strings.IndexByte(line, '\t')
-			if tab < 0 {
+			ctid, rest, ok1 := strings.Cut(line, "\t")
+			xmin, rest, ok2 := strings.Cut(rest, "\t")
+			var ok3 bool
+			loc, ok3 = parseCtid(ctid)
+			v, err := strconv.ParseUint(xmin, 10, 32)
+			if !ok1 || !ok2 || !ok3 || err != nil {
 				return errCopyFormat
 			}
-			var ok bool
-			if loc, ok = parseCtid(line[:tab]); !ok {
-				return errCopyFormat
-			}
-			line = line[tab+1:]
+			ver, line = int64(v), rest
 		}
 		for i := range p.row {
 			var field string
@@ -206,7 +207,7 @@ func (p *textRows) batch(b []byte) error {
 		}
 		var err error
 		if p.locate != nil {
-			err = p.locate(loc, p.row)
+			err = p.locate(loc, ver, p.row)
 		} else {
 			err = p.fn(p.schema, p.row)
 		}
@@ -274,17 +275,18 @@ func formatCtid(loc int64) string {
 }
 
 // ScanLocated (sqlplan.RowLocator) reads the scope in the load's
-// transaction with each row's ctid. A ctid names a row only within one
+// transaction with each row's ctid, and its xmin as the version
+// (sqlplan.Versioned: what the state token sums). A ctid names a row only within one
 // heap, so tables with partitions or inheritance children, whose rows come
 // from several heaps, are not located.
-func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc int64, row idem.Row) error) (bool, error) {
+func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc, ver int64, row idem.Row) error) (bool, error) {
 	var plain bool
 	err := x.tx.QueryRow(ctx, "SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_class c WHERE c.oid = to_regclass($1)",
 		dialect{}.Quote(table)).Scan(&plain)
 	if err != nil || !plain {
 		return false, err
 	}
-	q, err := copyOutSQL(table, schema, part, "ctid", limit)
+	q, err := copyOutSQL(table, schema, part, "ctid, xmin", limit)
 	if err != nil {
 		return false, err
 	}

@@ -449,7 +449,7 @@ func (x *tx) ConflictColumns(err error) []string {
 // A column may take any of the rowid's three names, so the first one no
 // column has is used; a WITHOUT ROWID table (its probe fails, which in
 // SQLite leaves the transaction as it was) is not located.
-func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc int64, row idem.Row) error) (bool, error) {
+func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc, ver int64, row idem.Row) error) (bool, error) {
 	x.rowid = ""
 	for _, name := range []string{"rowid", "_rowid_", "oid"} {
 		if !slices.ContainsFunc(schema, func(c idem.Column) bool { return strings.EqualFold(c.Name, name) }) {
@@ -464,7 +464,9 @@ func (x *tx) ScanLocated(ctx context.Context, table string, schema idem.Schema, 
 		x.rowid = ""
 		return false, nil
 	}
-	return true, sqlplan.ScanLocatedBy(ctx, dialect{}, x.x, x.rowid, table, schema, part, limit, fn)
+	return true, sqlplan.ScanLocatedBy(ctx, dialect{}, x.x, x.rowid, table, schema, part, limit, func(loc int64, row idem.Row) error {
+		return fn(loc, 0, row) // SQLite's token is the content fingerprint: no versions
+	})
 }
 
 // locBatch is how many rowids one DELETE names, as one JSON array: SQLite

@@ -377,6 +377,8 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		carried = true
 	} else if carry != nil {
 		tok, carried, err = carry(counts)
+	} else if diff != nil && diff.carry != nil {
+		tok, carried, err = diff.carry(counts)
 	}
 	if err == nil && !carried {
 		tok, err = tx.StateToken(ctx, plan.Table, plan.Partition)

@@ -34,7 +34,8 @@ type RowLocator interface {
 	// WITHOUT ROWID. The limit is in the query rather than an early return
 	// from fn, because stopping a PostgreSQL COPY midway closes the
 	// connection, and the transaction with it.
-	ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc int64, row idem.Row) error) (ok bool, err error)
+	// ver is the row's version when the backend is Versioned, else 0.
+	ScanLocated(ctx context.Context, table string, schema idem.Schema, part *idem.Partition, limit int64, fn func(loc, ver int64, row idem.Row) error) (ok bool, err error)
 	// DeleteLocated deletes the rows at locs and says how many it deleted.
 	DeleteLocated(ctx context.Context, table string, locs []int64) (int64, error)
 }
@@ -60,6 +61,8 @@ const (
 // garbage for a million rows.
 type located struct {
 	e      []locEntry
+	ver    []uint32 // each entry's row version (Versioned backends)
+	all    versionAgg
 	taken  []bool
 	cursor int
 	// The index: slots[h.Lo & mask] onwards (linear probing) holds, for
@@ -76,8 +79,10 @@ type locEntry struct {
 	loc int64
 }
 
-func (l *located) add(h idem.RowHash, loc int64) {
+func (l *located) add(h idem.RowHash, loc, ver int64) {
 	l.e = append(l.e, locEntry{h, loc})
+	l.ver = append(l.ver, uint32(ver))
+	l.all.add(versionAgg{1, ver, ver})
 	l.rows++
 }
 
@@ -142,15 +147,19 @@ func (l *located) take(h idem.RowHash) bool {
 	return true
 }
 
-// leftover lists the locators of the entries no input row took.
-func (l *located) leftover() []int64 {
+// leftover lists the locators of the entries no input row took, and sums
+// their versions.
+func (l *located) leftover() ([]int64, versionAgg) {
 	var out []int64
+	var agg versionAgg
 	for i, t := range l.taken {
 		if !t {
 			out = append(out, l.e[i].loc)
+			v := int64(l.ver[i])
+			agg.add(versionAgg{1, v, v})
 		}
 	}
-	return out
+	return out, agg
 }
 
 func diffMaxRows(p *idem.Plan) int64 {
@@ -166,10 +175,11 @@ func diffMaxRows(p *idem.Plan) int64 {
 // saw there: the entries are allocated once.
 func readLocated(ctx context.Context, rl RowLocator, p *idem.Plan, cur idem.Schema, expect int64) (*located, error) {
 	bound := diffMaxRows(p)
-	l := &located{e: make([]locEntry, 0, min(max(expect, 0)+64, bound+1))}
+	n := min(max(expect, 0)+64, bound+1)
+	l := &located{e: make([]locEntry, 0, n), ver: make([]uint32, 0, n)}
 	h := idem.NewRowHasher(cur)
-	ok, err := rl.ScanLocated(ctx, p.Table, cur, p.Partition, bound+1, func(loc int64, row idem.Row) error {
-		l.add(h.Hash(row), loc)
+	ok, err := rl.ScanLocated(ctx, p.Table, cur, p.Partition, bound+1, func(loc, ver int64, row idem.Row) error {
+		l.add(h.Hash(row), loc, ver)
 		return nil
 	})
 	if err != nil {
@@ -256,6 +266,9 @@ type swapDiff struct {
 	st     *Stage
 	counts Counts
 	rowsIn int64
+	// carry, when set, states the scope's token after the swap from the
+	// versions the located scan read, without scanning again.
+	carry func(Counts) (string, bool, error)
 }
 
 // diffSwap makes the scope hold exactly the input, writing only the rows
@@ -280,8 +293,10 @@ func (p *Planner) diffSwap(ctx context.Context, rl RowLocator, tx Tx, cur idem.S
 		}
 	}
 	var deleted int64
+	var gone versionAgg
 	deleteLeft := func() error {
-		locs := old.leftover()
+		var locs []int64
+		locs, gone = old.leftover()
 		if len(locs) == 0 {
 			return nil
 		}
@@ -322,6 +337,15 @@ func (p *Planner) diffSwap(ctx context.Context, rl RowLocator, tx Tx, cur idem.S
 			return nil, err
 		}
 	}
-	return &swapDiff{st: st, rowsIn: d.rowsIn,
-		counts: Counts{Inserted: st.Rows, Deleted: deleted, Unchanged: d.unchanged, Replaced: true}}, nil
+	res := &swapDiff{st: st, rowsIn: d.rowsIn,
+		counts: Counts{Inserted: st.Rows, Deleted: deleted, Unchanged: d.unchanged, Replaced: true}}
+	// The token carries when the new rows carry this transaction's own
+	// version: written straight in, not in insertStaged's savepoint.
+	if v, ok := tx.(Versioned); ok && st.Direct {
+		before := VersionToken{N: old.all.n, Sum: old.all.sum, Max: old.all.max}
+		res.carry = func(c Counts) (string, bool, error) {
+			return carryToken(ctx, v, before, gone, c, 0, st.Rows, deleted)
+		}
+	}
+	return res, nil
 }

@@ -19,7 +19,7 @@ func TestLocatedMultiset(t *testing.T) {
 		n := r.IntN(60)
 		for i := 0; i < n; i++ {
 			h := idem.RowHash{Hi: uint64(r.IntN(5)), Lo: uint64(r.IntN(3))}
-			l.add(h, int64(i))
+			l.add(h, int64(i), int64(1000+i))
 			want[h] = append(want[h], int64(i))
 			hashOf = append(hashOf, h)
 		}
@@ -34,7 +34,14 @@ func TestLocatedMultiset(t *testing.T) {
 				want[h] = want[h][1:] // which locator is taken is not specified; how many is
 			}
 		}
-		got := l.leftover()
+		got, agg := l.leftover()
+		var wantAgg versionAgg
+		for _, loc := range got {
+			wantAgg.add(versionAgg{1, 1000 + loc, 1000 + loc})
+		}
+		if agg != wantAgg {
+			t.Fatalf("round %d: leftover versions %+v, want %+v", round, agg, wantAgg)
+		}
 		slices.Sort(got)
 		if len(slices.Compact(slices.Clone(got))) != len(got) {
 			t.Fatalf("round %d: a locator left over twice: %v", round, got)
