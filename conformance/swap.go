@@ -58,6 +58,17 @@ func testKeylessSwap(t *testing.T, be Backend) {
 			keyed := spec("part_pk", idem.Upsert, "id", "")
 			mustLoad(t, tg, keyed, writeFile(t, "k1.csv", v1))
 			part := with(spec("part_pk", idem.ReplacePartition, "", "day=2024-01-01"))
+			// A dry run counts the same and leaves the table as it was.
+			dry := part
+			dry.DryRun = true
+			before := fp(t, tg, "part_pk", nil)
+			r = mustLoad(t, tg, dry, writeFile(t, "k2.csv", v2day1))
+			if g := got(r); g != (counts{ins: 2, del: 2, unch: 1}) && !(pa.whole && g == counts{ins: 3, del: 3}) {
+				t.Fatalf("dry run: got %+v", g)
+			}
+			if fp(t, tg, "part_pk", nil) != before {
+				t.Fatal("the dry run changed the table")
+			}
 			r = mustLoad(t, tg, part, writeFile(t, "k2.csv", v2day1))
 			check("partition with a primary key", r, counts{ins: 2, del: 2, unch: 1}, counts{ins: 3, del: 3}, part, v2)
 			// Rerun, forced: nothing to write.
@@ -117,7 +128,7 @@ func testKeylessSwap(t *testing.T, be Backend) {
 				t.Logf("skipping the primary-key clash: %s", be.NoTableKey)
 				return
 			}
-			before := fp(t, tg, "part_pk", nil)
+			before = fp(t, tg, "part_pk", nil)
 			clash := strings.Replace(b2.String(), "99999,2024-01-01,1,new\n", "99999,2024-01-01,1,new\n1001,2024-01-01,5,dup\n", 1)
 			_, err := load(t, tg, part, writeFile(t, "clash.csv", clash))
 			if !idem.IsInputError(err) || !strings.Contains(err.Error(), "clash.csv:") {
