@@ -393,4 +393,36 @@ func testConcurrent(t *testing.T, b Backend) {
 	if fp(t, tg, "events", nil) != expectFP(t, schema, all.String()) {
 		t.Fatal("8 concurrent loads of different partitions: wrong end state")
 	}
+
+	// 8 keyless replaces of one partition at once, each comparing row by
+	// row: the first to get the lock writes the 200 changed rows, the
+	// others find nothing left to change.
+	var changed strings.Builder
+	changed.WriteString("id,day,v\n")
+	for i := 0; i < 2000; i++ {
+		v := fmt.Sprintf("\"v,%d\"", i)
+		if i%10 == 0 {
+			v = "changed"
+		}
+		fmt.Fprintf(&changed, "%d,2024-01-01,%s\n", 10000+i, v)
+	}
+	keyless := writeFile(t, "keyless.csv", changed.String())
+	runAll(func(int) []string {
+		return []string{"load", keyless, "--to", url, "--table", "events", "--partition", "day=2024-01-01", "--strategy", "replace-partition", "--force"}
+	})
+	part := &idem.Partition{Column: "day", Value: "2024-01-01"}
+	if fp(t, tg, "events", part) != expectFP(t, schema, changed.String()) {
+		t.Fatal("8 concurrent keyless replaces of one partition: wrong end state")
+	}
+	runs, _ = tg.Runs(ctxb(), idem.RunFilter{Table: "events", Partition: "day=2024-01-01", ExactPartition: true})
+	if len(runs) != 2*n {
+		t.Fatalf("ledger of the partition: %d runs, want %d", len(runs), 2*n)
+	}
+	var ins, del int64
+	for _, r := range runs[:n] { // newest first
+		ins, del = ins+r.Inserted, del+r.Deleted
+	}
+	if ins != 200 || del != 200 {
+		t.Fatalf("8 concurrent keyless replaces inserted %d and deleted %d rows in all, want 200 and 200", ins, del)
+	}
 }
