@@ -60,3 +60,60 @@ func TestScriptCacheFlushed(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCallerSends: a call that finds no round trip in flight is sent by
+// its caller, without a hand-off to a pipeliner; and that caller's
+// deadline bounds its wait even when the server stalls.
+func TestCallerSends(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, testURL(t))
+	defer s.Close()
+	// Once, so that a server whose script cache another test flushed has
+	// the scripts again (a NOSCRIPT costs a second round trip).
+	for _, k := range []string{"warm1", "warm2"} {
+		r, err := s.Claim(ctx, idem.ClaimRequest{Scope: "own", Key: k, Fingerprint: "f", Lease: time.Minute, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, "own", k, r.Token, []byte("p"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, ownBefore := redis.RoundTrips(s), redis.OwnRoundTrips(s)
+	for i := range 20 {
+		key := fmt.Sprintf("c%d", i)
+		r, err := s.Claim(ctx, idem.ClaimRequest{Scope: "own", Key: key, Fingerprint: "f", Lease: time.Minute, TTL: time.Hour})
+		if err != nil || r.Status != idem.StatusClaimed {
+			t.Fatalf("%s: %+v %v", key, r, err)
+		}
+		if err := s.Complete(ctx, "own", key, r.Token, []byte("p"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trips, own := redis.RoundTrips(s)-before, redis.OwnRoundTrips(s)-ownBefore
+	if trips != 40 || own != 40 {
+		t.Errorf("40 calls one after another: %d round trips, %d sent by their callers; want 40 and 40", trips, own)
+	}
+
+	opt, err := goredis.ParseURL(conformance.ServerURL(t, "IDEM_TEST_REDIS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(opt)
+	defer raw.Close()
+	// The server holds every command for 800 ms.
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "800", "ALL").Err(); err != nil {
+		t.Skipf("CLIENT PAUSE: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Claim(short, idem.ClaimRequest{Scope: "own", Key: "paused", Fingerprint: "f", Lease: time.Minute, TTL: time.Hour})
+	if err == nil || !idem.IsStoreError(err) {
+		t.Errorf("claim on a paused server: %v, want a store error", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("claim with a 100 ms deadline took %v", d)
+	}
+	time.Sleep(time.Second) // let the pause end for the tests after this one
+}
