@@ -124,10 +124,6 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	// Past this many connections requests wait for one: a burst must not
 	// exhaust file descriptors or the upstream.
 	tr.MaxConnsPerHost = 1024
-	var transport http.RoundTripper = tr
-	if up.Scheme == "http" {
-		transport = newUpstreamTransport(up.Host, tr, 1024)
-	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
@@ -143,7 +139,7 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 				}
 			}
 		},
-		Transport:  transport,
+		Transport:  tr,
 		BufferPool: &bufPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			e.log.Warn("upstream gave no answer", "err", err)
