@@ -35,15 +35,11 @@ type KeyStore struct {
 	url    string
 	// calls go to a few pipeliner goroutines that send whatever is queued
 	// as one pipeline (see pipeliner).
-	calls chan *call
-	// slots holds one token per round trip allowed in flight, taken by a
-	// pipeliner or by a caller that sends its call itself.
-	slots     chan struct{}
+	calls     chan *call
 	quit      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
 	trips     atomic.Uint64 // pipelines sent, for tests
-	own       atomic.Uint64 // of those, sent by a caller itself, for tests
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)
@@ -77,16 +73,13 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 	if opt.DialTimeout == 0 {
 		opt.DialTimeout = 2 * time.Second
 	}
-	// A caller that sends its own call (see run) waits for the round trip:
-	// its deadline must cut the round trip short, not only its wait.
-	opt.ContextTimeoutEnabled = true
 	quietOnce.Do(func() {
 		// go-redis prints pool errors to stderr through a package-level
 		// logger; every error also reaches our caller, who reports it once.
 		goredis.SetLogger(quiet{})
 	})
 	c := goredis.NewClient(opt)
-	s := &KeyStore{c: c, prefix: prefix, url: raw, calls: make(chan *call, 1024), slots: make(chan struct{}, pipeliners), quit: make(chan struct{})}
+	s := &KeyStore{c: c, prefix: prefix, url: raw, calls: make(chan *call, 1024), quit: make(chan struct{})}
 	if err := s.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -139,28 +132,9 @@ func newScript(src string) *script {
 
 var errClosed = errors.New("key store closed")
 
-// run sends a script run, or queues it, and waits for its reply.
-//
-// A caller that finds a round trip free sends its call itself, with
-// whatever else is queued: at a few thousand calls a second most calls
-// find the connection idle, and then the hand-off to a pipeliner and
-// back (two goroutine wake-ups, each possibly a thread waking on a busy
-// core) was most of a call's latency beyond the round trip itself. Only
-// calls that find every round trip in flight queue for the pipeliners.
+// run queues a script run and waits for its reply.
 func (s *KeyStore) run(ctx context.Context, sc *script, keys []string, args ...any) (any, error) {
 	c := &call{ctx: ctx, sc: sc, keys: keys, args: args, done: make(chan struct{})}
-	select {
-	case <-s.quit:
-		return nil, errClosed
-	case s.slots <- struct{}{}:
-		batch := append(make([]*call, 0, 8), c)
-		batch = s.drain(batch)
-		s.own.Add(1)
-		s.send(batch)
-		<-s.slots
-		return c.val, c.err
-	default:
-	}
 	select {
 	case s.calls <- c:
 	case <-ctx.Done():
@@ -185,19 +159,6 @@ func (s *KeyStore) run(ctx context.Context, sc *script, keys []string, args ...a
 	}
 }
 
-// drain adds the calls queued now to batch, up to maxBatch.
-func (s *KeyStore) drain(batch []*call) []*call {
-	for len(batch) < maxBatch {
-		select {
-		case c := <-s.calls:
-			batch = append(batch, c)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 func (s *KeyStore) pipeliner() {
 	defer s.workers.Done()
 	batch := make([]*call, 0, maxBatch)
@@ -208,49 +169,36 @@ func (s *KeyStore) pipeliner() {
 		case <-s.quit:
 			return
 		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.quit:
-			// Not sent: its caller hears errClosed.
-			return
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-s.calls:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
 		}
-		batch = s.drain(batch)
 		s.send(batch)
-		<-s.slots
 	}
 }
 
 // send runs a batch as one pipeline. A call whose caller gave up before
 // it was sent is dropped unsent.
 func (s *KeyStore) send(batch []*call) {
+	// The round trip is bounded by the client's read and write timeouts;
+	// a caller's deadline only bounds its own wait.
+	ctx := context.Background()
 	live := batch[:0:0]
-	var deadline time.Time
-	patient := false // a caller without a deadline
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			close(c.done)
 			continue
 		}
-		if d, ok := c.ctx.Deadline(); !ok {
-			patient = true
-		} else if d.After(deadline) {
-			deadline = d
-		}
 		live = append(live, c)
 	}
 	if len(live) == 0 {
 		return
-	}
-	// The round trip is bounded by the client's read and write timeouts,
-	// and by the latest deadline among its callers: a caller sending its
-	// own call waits for the round trip, so its deadline must bound it,
-	// but one caller's deadline must not cut short another's call.
-	ctx := context.Background()
-	if !patient {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
 	}
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.Cmd, len(live))
