@@ -21,7 +21,7 @@ import (
 // a second), and the writer never needs the blocking TRUNCATE fallback.
 // Then, with no pause between requests at all, the hard limit holds.
 func TestWALBounded(t *testing.T) {
-	t.Run("steady", func(t *testing.T) { testWALBounded(t, 300, 100000, 2000, 4) })
+	t.Run("steady", func(t *testing.T) { testWALBounded(t, 2000, 100000, 2000, 2) })
 	t.Run("flat-out", func(t *testing.T) { testWALBounded(t, 300, 1500, 0, 2) })
 }
 
