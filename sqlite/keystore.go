@@ -38,6 +38,7 @@ type KeyStore struct {
 	// were most of a write's cost.
 	writes    chan *writeOp
 	stopped   chan struct{}
+	ckpt      *checkpointer
 	closeOnce sync.Once
 	ops       atomic.Uint64
 	sweep     atomic.Bool
@@ -89,15 +90,12 @@ func openKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
-	// A checkpoint runs inside the commit that crosses this many WAL pages
-	// and holds up every write queued behind it. Measured at 2,000 req/s
-	// through idem serve (10 s runs, p50 / p99 ms): 100 pages 1.7 / 13-15,
-	// 250 pages 1.3 / 9-11, SQLite's default of 1,000 pages 1.0 / 8-11,
-	// 8,192 pages 1.1-1.3 / 36-38: rarer checkpoints each copy more pages
-	// and stall the writer longer, which is what the p99 sees. A background
-	// checkpoint would not do: under a steady stream of commits it never
-	// catches up with the writer, and the WAL grows without end.
-	q.Add("_pragma", "wal_autocheckpoint(1000)")
+	// The checkpointer (checkpoint.go) checkpoints instead of the commit
+	// that crosses 1,000 WAL pages.
+	q.Add("_pragma", "wal_autocheckpoint(0)")
+	// After the WAL starts over, the first commit truncates the file to
+	// this size: the checkpointer reads the WAL's reach from the file's size.
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walBytes(defaultSoftPages)))
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, &idem.StoreError{Op: "open sqlite " + path, Err: err}
@@ -122,13 +120,20 @@ func openKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 	reads.SetMaxIdleConns(4)
 	reads.SetConnMaxLifetime(0)
 	reads.SetConnMaxIdleTime(0)
-	s := &KeyStore{db: db, reads: reads, path: path, writes: make(chan *writeOp, 256), stopped: make(chan struct{})}
+	ckpt, err := openCheckpointer(ctx, path)
+	if err != nil {
+		db.Close()
+		reads.Close()
+		return nil, &idem.StoreError{Op: "open sqlite " + path, Err: err}
+	}
+	s := &KeyStore{db: db, reads: reads, path: path, writes: make(chan *writeOp, 256), stopped: make(chan struct{}), ckpt: ckpt}
 	for _, p := range []struct {
 		db *sql.DB
 		st **sql.Stmt
 		q  string
 	}{{db, &s.claim, claimSQL}, {reads, &s.read, readSQL}, {db, &s.complete, completeSQL}, {db, &s.release, releaseSQL}, {db, &s.extend, extendSQL}} {
 		if *p.st, err = p.db.PrepareContext(ctx, p.q); err != nil {
+			ckpt.close()
 			db.Close()
 			reads.Close()
 			return nil, &idem.StoreError{Op: "open sqlite " + path, Err: err}
@@ -173,6 +178,8 @@ func (s *KeyStore) writer() {
 			}
 		}
 		s.commit(batch)
+		s.ckpt.committed()
+		s.ckpt.afterCommit(s.db)
 	}
 }
 
@@ -400,6 +407,7 @@ func (s *KeyStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.writes)
 		<-s.stopped
+		s.ckpt.close()
 	})
 	rerr := s.reads.Close()
 	// The last connection to close checkpoints the WAL into the database.

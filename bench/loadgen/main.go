@@ -34,6 +34,7 @@ func main() {
 	conc := flag.Int("concurrency", 64, "workers (max)")
 	keys := flag.Int("keys", 1000, "distinct completed keys to replay (replay)")
 	label := flag.String("label", "", "label copied into the output")
+	trace := flag.String("trace", "", "write each request's send offset and latency (µs, CSV) to this file (rate, replay)")
 	flag.Parse()
 	if *upstream != "" {
 		serveUpstream(*upstream)
@@ -62,6 +63,12 @@ func main() {
 		os.Exit(2)
 	}
 	res.Label, res.Mode = *label, *mode
+	if *trace != "" {
+		if err := writeTrace(*trace, res.samples); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}
 	json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -109,16 +116,18 @@ type result struct {
 	P999     float64        `json:"p999_ms"`
 	Max      float64        `json:"max_ms"`
 	Mean     float64        `json:"mean_ms"`
+	samples  []sample
 }
 
 type sample struct {
+	at       time.Duration // scheduled send time from the start (open loop)
 	lat      time.Duration
 	status   int
 	replayed bool
 }
 
 func summarize(s []sample, elapsed time.Duration) result {
-	r := result{Sent: len(s), Status: map[string]int{}, Rate: float64(len(s)) / elapsed.Seconds()}
+	r := result{Sent: len(s), Status: map[string]int{}, Rate: float64(len(s)) / elapsed.Seconds(), samples: s}
 	lats := make([]time.Duration, len(s))
 	var sum time.Duration
 	for i, x := range s {
@@ -160,7 +169,7 @@ func openLoop(c *http.Client, url string, rate int, dur time.Duration, key func(
 		go func(i int, due time.Time) {
 			defer wg.Done()
 			st, rep := send(c, url, key(i))
-			out[i] = sample{time.Since(due), st, rep}
+			out[i] = sample{due.Sub(start), time.Since(due), st, rep}
 		}(i, due)
 	}
 	wg.Wait()
@@ -183,7 +192,7 @@ func closedLoop(c *http.Client, url string, conc int, dur time.Duration, run str
 			for time.Now().Before(end) {
 				t := time.Now()
 				st, rep := send(c, url, fmt.Sprintf("%s-m%d", run, seq.Add(1)))
-				mine = append(mine, sample{time.Since(t), st, rep})
+				mine = append(mine, sample{t.Sub(start), time.Since(t), st, rep})
 			}
 			mu.Lock()
 			all = append(all, mine...)
@@ -192,4 +201,18 @@ func closedLoop(c *http.Client, url string, conc int, dur time.Duration, run str
 	}
 	wg.Wait()
 	return summarize(all, time.Since(start))
+}
+
+// writeTrace writes one line per request, in send order: where in the run
+// the tail happens (start-up, periodic stalls) is what a summary hides.
+func writeTrace(path string, s []sample) error {
+	var b bytes.Buffer
+	b.WriteString("at_us,latency_us,status\n")
+	for _, x := range s {
+		fmt.Fprintf(&b, "%d,%d,%d\n", x.at.Microseconds(), x.lat.Microseconds(), x.status)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write trace: %w", err)
+	}
+	return nil
 }

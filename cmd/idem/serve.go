@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -84,12 +85,7 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 		return err
 	}
 	defer store.Close()
-	if os.Getenv("GOGC") == "" {
-		// The proxy's heap is small and short-lived (buffered bodies);
-		// collecting it less often costs a little memory and saves CPU
-		// that the upstream and the store share on small machines.
-		debug.SetGCPercent(400)
-	}
+	defer runtime.KeepAlive(gcFloor())
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -219,3 +215,33 @@ func (b *bufPool) Get() []byte {
 }
 
 func (b *bufPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// gcFloor sets the proxy's garbage collection pace, unless GOGC or
+// GOMEMLIMIT says otherwise, and returns what must stay alive for it.
+//
+// A request allocates about 10 KB (buffered bodies, headers, the reverse
+// proxy's copies) and keeps almost nothing, so the live heap is a few MB
+// and the heap goal sat at its minimum (4 MB × GOGC/100): even at
+// GOGC=400 a collection ran every 0.6 s at 2,000 requests a second. Each
+// costs little CPU, but for its few milliseconds the collector takes one
+// of the machine's Ps and makes allocating requests assist it: in traces
+// at 2,000 req/s with the memory store, requests sent within 40 ms of a
+// collection had a p99 of 11-21 ms against 2.9-4.2 ms for the others, and
+// with 9-10 collections in 10 s they were 4% of all requests, enough to
+// be the proxy's p99.
+//
+// So the heap gets a floor: a pointer-free 64 MB allocation that is never
+// written (its pages cost address space, not memory, and the collector
+// does not scan it) counts as live, and GOGC=100 sets the goal at twice
+// the live heap: about 130 MB while the real live heap is small, which
+// is one collection every 3 s at 2,000 req/s (3 in 10 s instead of 10),
+// and a goal that grows with a large live heap (big buffered bodies) at
+// 2x instead of GOGC=400's 5x. The price is up to ~70 MB more resident
+// memory of not yet collected garbage.
+func gcFloor() []byte {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return nil
+	}
+	debug.SetGCPercent(100)
+	return make([]byte, 64<<20)
+}

@@ -1,0 +1,103 @@
+// Command storelat measures a key store alone, without the proxy: at a
+// fixed rate, each tick claims a new key and completes it, as `idem
+// serve` does for a unique-key request, and the latency of the claim, the
+// completion and both together is measured from the tick's scheduled
+// time (open loop: a store that falls behind shows as latency). Prints
+// one JSON object.
+//
+//	go run ./bench/storelat -store sqlite:/tmp/k.db -rate 2000 -duration 10s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/postgres"
+	"github.com/idemhq/idem/redis"
+	"github.com/idemhq/idem/sqlite"
+)
+
+func main() {
+	store := flag.String("store", "memory:", "key store URL: memory:, sqlite:PATH, redis://…, postgres://…")
+	rate := flag.Int("rate", 2000, "claims (each followed by its completion) per second")
+	dur := flag.Duration("duration", 10*time.Second, "how long to run")
+	label := flag.String("label", "", "label copied into the output")
+	flag.Parse()
+	ctx := context.Background()
+	s, err := open(ctx, *store)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storelat:", err)
+		os.Exit(1)
+	}
+	defer s.Close()
+	n := int(dur.Seconds() * float64(*rate))
+	claim, complete, total := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
+	errs := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(*rate)
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	payload := []byte(`{"status":201,"header":{"Content-Type":["application/json"]},"body":"eyJpZCI6ImNoXzEiLCJzdGF0dXMiOiJzdWNjZWVkZWQifQ=="}`)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			key := fmt.Sprintf("%s-%d", run, i)
+			r, err := s.Claim(cctx, idem.ClaimRequest{Scope: "POST /charge x", Key: key, Fingerprint: "f", Lease: 30 * time.Second, TTL: time.Hour, Takeover: true})
+			t1 := time.Now()
+			if err == nil {
+				err = s.Complete(cctx, "POST /charge x", key, r.Token, payload, time.Hour)
+			}
+			t2 := time.Now()
+			if err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+			}
+			claim[i], complete[i], total[i] = t1.Sub(due), t2.Sub(t1), t2.Sub(due)
+		}()
+	}
+	wg.Wait()
+	out := map[string]any{"label": *label, "store": idem.RedactURL(*store), "rate": *rate, "errors": errs,
+		"claim": summary(claim), "complete": summary(complete), "total": summary(total)}
+	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+func summary(d []time.Duration) map[string]float64 {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+	}
+	return map[string]float64{"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": q(1)}
+}
+
+func open(ctx context.Context, u string) (idem.KeyStore, error) {
+	switch {
+	case u == "memory:":
+		return memstore.New(), nil
+	case strings.HasPrefix(u, "sqlite:"):
+		return sqlite.OpenKeyStore(ctx, strings.TrimPrefix(u, "sqlite:"))
+	case strings.HasPrefix(u, "redis://"):
+		return redis.Open(ctx, u)
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return postgres.OpenKeyStore(ctx, u)
+	}
+	return nil, fmt.Errorf("unknown store URL %q", u)
+}
