@@ -22,25 +22,14 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-3}"
 REPLAY="${REPLAY:-0s}"
 MAX="${MAX:-0s}"
-PG="${IDEM_BENCH_POSTGRES:-postgres://root@127.0.0.1:5432/test?sslmode=disable}"
-REDIS="${IDEM_BENCH_REDIS:-redis://127.0.0.1:6379/0}"
 OUT=bench/out/ab
-UP=127.0.0.1:19000
-PROXY=127.0.0.1:19080
-RUN=$(date +%s)
 SCHEMA=idem_bench_ab
+# shellcheck source=bench/serve-common.sh
+source bench/serve-common.sh
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/cpu.json "$OUT"/*.csv "$OUT"/keys.db*
 go build -o "$OUT/loadgen" ./bench/loadgen
 
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
-	redis-cli -u "$REDIS" --scan --pattern "idembench:$RUN:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS" DEL >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # voluntary context switches of all the proxy's threads: each is a thread
 # that went to sleep and must be woken (and scheduled) again.

@@ -18,14 +18,11 @@ DURATION="${DURATION:-20s}"
 REPLAY="${REPLAY:-5s}"
 MAX="${MAX:-10s}"
 CONCURRENCY="${CONCURRENCY:-64}"
-PG="${IDEM_BENCH_POSTGRES:-postgres://root@127.0.0.1:5432/test?sslmode=disable}"
-REDIS="${IDEM_BENCH_REDIS:-redis://127.0.0.1:6379/0}"
 STORES="${STORES:-memory sqlite redis postgres postgres-async-claims postgres-async}"
 OUT=bench/out/serve
-UP=127.0.0.1:19000
-PROXY=127.0.0.1:19080
-RUN=$(date +%s)
 SCHEMA=idem_bench_keys
+# shellcheck source=bench/serve-common.sh
+source bench/serve-common.sh
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/keys.db*
 
@@ -33,17 +30,8 @@ echo "building idem and loadgen ($(git rev-parse --short HEAD)$(git diff --quiet
 CGO_ENABLED=0 go build -o "$OUT/idem" ./cmd/idem
 go build -o "$OUT/loadgen" ./bench/loadgen
 
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
-	redis-cli -u "$REDIS" --scan --pattern "idembench:$RUN:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS" DEL >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
 "$OUT/loadgen" -upstream "$UP" &
 pids+=($!)
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 wait_port "$UP"
 
 load() { # label url mode extra...

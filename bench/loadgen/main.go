@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idemhq/idem/bench/internal/openloop"
 )
 
 func main() {
@@ -157,22 +159,10 @@ func summarize(s []sample, elapsed time.Duration) result {
 func openLoop(c *http.Client, url string, rate int, dur time.Duration, key func(int) string) result {
 	n := int(dur.Seconds() * float64(rate))
 	out := make([]sample, n)
-	interval := time.Second / time.Duration(rate)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		wg.Add(1)
-		go func(i int, due time.Time) {
-			defer wg.Done()
-			st, rep := send(c, url, key(i))
-			out[i] = sample{due.Sub(start), time.Since(due), st, rep}
-		}(i, due)
-	}
-	wg.Wait()
+	start := openloop.Run(n, rate, func(i int, due time.Time, at time.Duration) {
+		st, rep := send(c, url, key(i))
+		out[i] = sample{at, time.Since(due), st, rep}
+	})
 	return summarize(out, time.Since(start))
 }
 

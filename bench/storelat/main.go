@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/bench/internal/openloop"
 	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/postgres"
 	"github.com/idemhq/idem/redis"
@@ -43,37 +44,25 @@ func main() {
 	claim, complete, total := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
 	errs := 0
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	interval := time.Second / time.Duration(*rate)
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	payload := []byte(`{"status":201,"header":{"Content-Type":["application/json"]},"body":"eyJpZCI6ImNoXzEiLCJzdGF0dXMiOiJzdWNjZWVkZWQifQ=="}`)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
+	openloop.Run(n, *rate, func(i int, due time.Time, _ time.Duration) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		key := fmt.Sprintf("%s-%d", run, i)
+		r, err := s.Claim(cctx, idem.ClaimRequest{Scope: "POST /charge x", Key: key, Fingerprint: "f", Lease: 30 * time.Second, TTL: time.Hour, Takeover: true})
+		t1 := time.Now()
+		if err == nil {
+			err = s.Complete(cctx, "POST /charge x", key, r.Token, payload, time.Hour)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			key := fmt.Sprintf("%s-%d", run, i)
-			r, err := s.Claim(cctx, idem.ClaimRequest{Scope: "POST /charge x", Key: key, Fingerprint: "f", Lease: 30 * time.Second, TTL: time.Hour, Takeover: true})
-			t1 := time.Now()
-			if err == nil {
-				err = s.Complete(cctx, "POST /charge x", key, r.Token, payload, time.Hour)
-			}
-			t2 := time.Now()
-			if err != nil {
-				mu.Lock()
-				errs++
-				mu.Unlock()
-			}
-			claim[i], complete[i], total[i] = t1.Sub(due), t2.Sub(t1), t2.Sub(due)
-		}()
-	}
-	wg.Wait()
+		t2 := time.Now()
+		if err != nil {
+			mu.Lock()
+			errs++
+			mu.Unlock()
+		}
+		claim[i], complete[i], total[i] = t1.Sub(due), t2.Sub(t1), t2.Sub(due)
+	})
 	out := map[string]any{"label": *label, "store": idem.RedactURL(*store), "rate": *rate, "errors": errs,
 		"claim": summary(claim), "complete": summary(complete), "total": summary(total)}
 	json.NewEncoder(os.Stdout).Encode(out)
