@@ -190,47 +190,46 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var prior chan priorScope
 	// diff, when set, is the swap done row by row (swapdiff.go).
 	var diff *swapDiff
-	if swap && sameNames(cur, plan.Columns) && !plan.NoDigest {
-		if rl, ok := tx.(RowLocator); ok {
-			// The ledger's last row count spares reading a scope known to
-			// be too big to compare.
-			runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: plan.Table, Partition: plan.Partition.String(), ExactPartition: true, Limit: 1})
-			if err != nil {
+	if swap && sameNames(cur, plan.Columns) {
+		// idem's last load of this scope, if any: its row count spares
+		// reading a scope too big to compare row by row, and its output
+		// fingerprint lets a whole swap recognise a rerun.
+		runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: plan.Table, Partition: plan.Partition.String(), ExactPartition: true, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		var last *idem.Run
+		if len(runs) > 0 {
+			last = &runs[0]
+		}
+		rl, locates := tx.(RowLocator)
+		if locates && !plan.NoDigest && (last == nil || last.OutputRows <= diffMaxRows(plan)) {
+			var expect int64
+			if last != nil {
+				expect = last.OutputRows
+			}
+			if diff, err = pl.diffSwap(ctx, rl, tx, cur, in, expect); err != nil {
 				return nil, err
 			}
-			var expect int64
-			if len(runs) > 0 {
-				expect = runs[0].OutputRows
+		}
+		a, aside := tx.(AsideTokener)
+		switch {
+		case diff != nil || last == nil:
+		case aside && !ddl:
+			swapComparable = true
+			actx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			prior = make(chan priorScope, 1)
+			go func() { prior <- readPrior(actx, d, a, plan, cur, last) }()
+		default:
+			r := oldScope(ctx, d, tx.StateToken, tx, plan, cur, last)
+			if r.err != nil {
+				return nil, r.err
 			}
-			if expect <= diffMaxRows(plan) {
-				if diff, err = pl.diffSwap(ctx, rl, tx, cur, in, expect); err != nil {
-					return nil, err
-				}
-			}
+			swapOld, swapComparable = r.fp, true
 		}
 	}
 	if swap && diff == nil {
-		a, aside := tx.(AsideTokener)
-		aside = aside && !ddl
-		switch {
-		case !sameNames(cur, plan.Columns):
-		case aside:
-			runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: plan.Table, Partition: plan.Partition.String(), ExactPartition: true, Limit: 1})
-			if err != nil {
-				return nil, err
-			}
-			if len(runs) > 0 {
-				swapComparable = true
-				actx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				prior = make(chan priorScope, 1)
-				go func() { prior <- readPrior(actx, d, a, plan, cur, &runs[0]) }()
-			}
-		default:
-			if swapOld, swapComparable, err = scopeFingerprint(ctx, d, tx, plan, cur); err != nil {
-				return nil, err
-			}
-		}
 		if swapComparable {
 			if _, err := tx.Exec(ctx, "SAVEPOINT idem_swap"); err != nil {
 				return nil, err
@@ -359,32 +358,32 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	var tok string
 	carried := false
-	err = nil // each branch below sets it afresh
+	var tokErr error
 	if ft, ok := tx.(FingerprintTokener); ok {
 		// The backend's token is the scope's fingerprint, just computed.
 		tok, carried = ft.TokenOf(outFP), true
 	} else if dt, ok := tx.(DirectTokener); ok && st.Direct && !swapComparable && diff == nil {
 		// Every row in scope was written by this transaction just now, in
 		// no savepoint.
-		tok, err = dt.DirectToken(ctx, st.Rows)
+		tok, tokErr = dt.DirectToken(ctx, st.Rows)
 		carried = true
 	} else if prior != nil && rolledBack {
 		// The scope is as the other connection read it.
 		tok, carried = priorTok, true
 	} else if wt, ok := tx.(WrittenTokener); ok && prior != nil && st.Direct {
 		// The swap's one COPY, in its savepoint, wrote every row in scope.
-		tok, err = wt.WrittenToken(ctx, plan.Table, plan.Partition, st.Rows)
+		tok, tokErr = wt.WrittenToken(ctx, plan.Table, plan.Partition, st.Rows)
 		carried = true
 	} else if carry != nil {
-		tok, carried, err = carry(counts)
+		tok, carried, tokErr = carry(counts)
 	} else if diff != nil && diff.carry != nil {
-		tok, carried, err = diff.carry(counts)
+		tok, carried, tokErr = diff.carry(counts)
 	}
-	if err == nil && !carried {
-		tok, err = tx.StateToken(ctx, plan.Table, plan.Partition)
+	if tokErr == nil && !carried {
+		tok, tokErr = tx.StateToken(ctx, plan.Table, plan.Partition)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("state token: %w", err)
+	if tokErr != nil {
+		return nil, fmt.Errorf("state token: %w", tokErr)
 	}
 	if keyed {
 		// Keep the scope's digest current, or drop it when this load
@@ -426,18 +425,6 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	}
 	committed = true
 	return res, nil
-}
-
-// scopeFingerprint is the fingerprint of the load's scope as idem's last
-// load of it left it, read in the load's own transaction. ok is false when
-// idem never loaded this scope (then there is no rerun to recognise).
-func scopeFingerprint(ctx context.Context, d Backend, tx Tx, p *idem.Plan, cur idem.Schema) (fp idem.Fingerprint, ok bool, err error) {
-	runs, err := QueryRuns(ctx, d, tx, idem.RunFilter{Table: p.Table, Partition: p.Partition.String(), ExactPartition: true, Limit: 1})
-	if err != nil || len(runs) == 0 {
-		return fp, false, err
-	}
-	r := oldScope(ctx, d, tx.StateToken, tx, p, cur, &runs[0])
-	return r.fp, r.err == nil, r.err
 }
 
 type priorScope struct {
