@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	batchq "github.com/idemhq/idem/internal/batch"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -118,16 +119,7 @@ func (b *batcher) work() {
 		case <-b.quit:
 			return
 		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case o := <-b.ops:
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
-		b.run(batch)
+		b.run(batchq.Drain(batch, b.ops, maxBatch))
 	}
 }
 

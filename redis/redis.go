@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	batchq "github.com/idemhq/idem/internal/batch"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -169,16 +170,7 @@ func (s *KeyStore) pipeliner() {
 		case <-s.quit:
 			return
 		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case c := <-s.calls:
-				batch = append(batch, c)
-			default:
-				break drain
-			}
-		}
-		s.send(batch)
+		s.send(batchq.Drain(batch, s.calls, maxBatch))
 	}
 }
 

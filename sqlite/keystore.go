@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	batchq "github.com/idemhq/idem/internal/batch"
 )
 
 // KeyStore is an idem.KeyStore in a SQLite file (table idem_keys), the
@@ -164,20 +165,7 @@ const maxBatch = 64
 func (s *KeyStore) writer() {
 	defer close(s.stopped)
 	for op := range s.writes {
-		batch := []*writeOp{op}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case o, ok := <-s.writes:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
-		s.commit(batch)
+		s.commit(batchq.Drain([]*writeOp{op}, s.writes, maxBatch))
 		s.ckpt.committed()
 		s.ckpt.afterCommit(s.db)
 	}
