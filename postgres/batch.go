@@ -17,19 +17,19 @@ import (
 // with one statement per commit the store needed a backend round trip, a
 // commit record and a wait for the WAL flush per request: on two shared
 // cores that topped out near 1,400 requests a second. A batcher instead
-// takes every write queued when one of its workers wakes up and sends them
-// as one pgx batch: at most one statement per kind, each over unnest()ed
-// arrays, all in the batch's implicit transaction, so one commit and one
-// WAL flush cover all of them. No write waits for a batch to fill; at low
-// load a batch holds one write.
+// takes every write queued when one of its workers wakes up and sends
+// their statements in one pipeline, all in the pipeline's implicit
+// transaction, so one round trip, one commit and one WAL flush cover all
+// of them. No write waits for a batch to fill; at low load a batch holds
+// one write.
 //
 // One worker: while its batch waits for the WAL flush, the next batch
 // collects everything that arrives, so each flush covers all the writes of
-// one flush interval — the classic group commit. Measured at 2,000
-// requests a second on two shared cores (claim+completion p50/p99 in ms):
-// 1 worker 0.7+0.9 / 6+6, 2 workers 1.0+1.2 / 8-45, 4 workers 0.9+1.0 /
-// 9-11, 8 workers 1.1+1.3 / 24-29: concurrent batches each paid their own
-// flush and their backends competed for the same cores.
+// one flush interval — the classic group commit. A second worker, measured
+// again with the statements of send() (idem serve at 2,000 req/s, median
+// of 3 rounds, bench/serve-ab.sh), gave the same p50 (+2.08 against +2.01
+// ms) and a worse p99 (+7.5 against +6.1 ms): on two cores the concurrent
+// batches' backends compete with the proxy for the CPU.
 const (
 	batchWorkers = 1
 	maxBatch     = 256
@@ -179,77 +179,31 @@ func (b *batcher) run(batch []*op) {
 	}
 }
 
-// send queues one statement per kind present and reads their results.
+// send queues every op's own statement in one pipeline. Sent as one
+// batch they share the implicit transaction, so one commit and one WAL
+// flush still cover them all. One statement per op rather than one
+// unnest() statement per kind: the single-row statements' cached generic
+// plans are index lookups on the primary key whatever the table held when
+// they were prepared, so they need no planning per call. The unnest()
+// joins did: their generic plan, made while the table was empty, scanned
+// it whole, and planning them afresh cost 0.15 ms a statement, which at
+// 2,000 requests a second was most of a batch's server time.
 func (b *batcher) send(ctx context.Context, kinds *[nKinds][]*op) error {
 	var pb pgx.Batch
-	var order []opKind
-	for k, ops := range kinds {
-		if len(ops) == 0 {
-			continue
+	for _, ops := range kinds {
+		for _, o := range ops {
+			sql, args := o.statement()
+			pb.Queue(sql, args...)
 		}
-		n := len(ops)
-		scopes, keys, tokens := make([]string, n), make([]string, n), make([]string, n)
-		for i, o := range ops {
-			scopes[i], keys[i], tokens[i] = o.scope, o.key, o.token
-		}
-		switch opKind(k) {
-		case opClaim:
-			fps, leases, ttls := make([]string, n), make([]int64, n), make([]int64, n)
-			for i, o := range ops {
-				fps[i], leases[i], ttls[i] = o.fp, o.lease, o.ttl
-			}
-			pb.Queue(batchInsert, scopes, keys, fps, tokens, leases, ttls)
-		case opComplete:
-			payloads, ttls := make([][]byte, n), make([]int64, n)
-			for i, o := range ops {
-				payloads[i], ttls[i] = o.payload, o.ttl
-			}
-			pb.Queue(batchComplete, scopes, keys, tokens, payloads, ttls)
-		case opRelease:
-			pb.Queue(batchRelease, scopes, keys, tokens)
-		case opExtend:
-			leases := make([]int64, n)
-			for i, o := range ops {
-				leases[i] = o.lease
-			}
-			pb.Queue(batchExtend, scopes, keys, tokens, leases)
-		}
-		order = append(order, opKind(k))
 	}
 	b.trips.Add(1)
 	br := b.pool.SendBatch(ctx, &pb)
-	for _, k := range order {
-		ops := kinds[k]
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return err
-		}
-		if k == opClaim {
-			byToken := make(map[string]*op, len(ops))
-			for _, o := range ops {
-				byToken[o.token] = o
+	for _, ops := range kinds {
+		for _, o := range ops {
+			if err := o.read(br); err != nil {
+				br.Close()
+				return err
 			}
-			var tok string
-			var attempt int
-			_, err = pgx.ForEachRow(rows, []any{&tok, &attempt}, func() error {
-				if o := byToken[tok]; o != nil {
-					o.ok, o.attempt = true, attempt
-				}
-				return nil
-			})
-		} else {
-			var i int64
-			_, err = pgx.ForEachRow(rows, []any{&i}, func() error {
-				if i >= 1 && int(i) <= len(ops) {
-					ops[i-1].ok = true
-				}
-				return nil
-			})
-		}
-		if err != nil {
-			br.Close()
-			return err
 		}
 	}
 	// Close reads the end of the implicit transaction: only after it has
@@ -265,49 +219,47 @@ func (b *batcher) send(ctx context.Context, kinds *[nKinds][]*op) error {
 	return nil
 }
 
-// single runs one write in a statement of its own.
-func (b *batcher) single(o *op) {
-	defer close(o.done)
-	var tag pgconn.CommandTag
+// statement is o's single-row write.
+func (o *op) statement() (string, []any) {
 	switch o.kind {
 	case opClaim:
-		o.err = b.pool.QueryRow(o.ctx, pgInsert, o.scope, o.key, o.fp, o.token, o.lease, o.ttl).Scan(&o.attempt)
-		o.ok = o.err == nil
-		if errors.Is(o.err, pgx.ErrNoRows) {
-			o.err = nil
-		}
-		return
+		return pgInsert, []any{o.scope, o.key, o.fp, o.token, o.lease, o.ttl}
 	case opComplete:
-		tag, o.err = b.pool.Exec(o.ctx, pgComplete, o.scope, o.key, o.token, o.payload, o.ttl)
+		return pgComplete, []any{o.scope, o.key, o.token, o.payload, o.ttl}
 	case opRelease:
-		tag, o.err = b.pool.Exec(o.ctx, pgRelease, o.scope, o.key, o.token)
-	case opExtend:
-		tag, o.err = b.pool.Exec(o.ctx, pgExtend, o.scope, o.key, o.token, o.lease)
+		return pgRelease, []any{o.scope, o.key, o.token}
+	default:
+		return pgExtend, []any{o.scope, o.key, o.token, o.lease}
 	}
-	o.ok = o.err == nil && tag.RowsAffected() > 0
 }
 
-// The batch statements apply the single statements' conditions row by
-// row. An INSERT that meets its own key twice keeps the first row (ON
-// CONFLICT DO NOTHING), but run() never sends one key twice anyway.
-const (
-	batchInsert = `INSERT INTO idem_keys (scope, key, fingerprint, token, done, attempt, lease_until, expires_at)
-SELECT v.scope, v.key, v.fp, v.token, false, 1,
-	statement_timestamp() + v.lease * interval '1 millisecond', statement_timestamp() + v.ttl * interval '1 millisecond'
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS v(scope, key, fp, token, lease, ttl)
-ON CONFLICT (scope, key) DO NOTHING
-RETURNING token, attempt`
-	batchComplete = `UPDATE idem_keys k SET done = true, token = '', payload = v.payload,
-	completed_at = statement_timestamp(), expires_at = statement_timestamp() + v.ttl * interval '1 millisecond'
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[]) WITH ORDINALITY AS v(scope, key, token, payload, ttl, i)
-WHERE k.scope = v.scope AND k.key = v.key AND k.token = v.token AND NOT k.done AND k.expires_at > statement_timestamp()
-RETURNING v.i`
-	batchRelease = `DELETE FROM idem_keys k
-USING unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS v(scope, key, token, i)
-WHERE k.scope = v.scope AND k.key = v.key AND k.token = v.token AND NOT k.done AND k.expires_at > statement_timestamp()
-RETURNING v.i`
-	batchExtend = `UPDATE idem_keys k SET lease_until = statement_timestamp() + v.lease * interval '1 millisecond'
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS v(scope, key, token, lease, i)
-WHERE k.scope = v.scope AND k.key = v.key AND k.token = v.token AND NOT k.done AND k.expires_at > statement_timestamp()
-RETURNING v.i`
-)
+// read takes o's result: whether its row was inserted or changed.
+func (o *op) read(r pgx.BatchResults) error {
+	if o.kind == opClaim {
+		err := r.QueryRow().Scan(&o.attempt)
+		if errors.Is(err, pgx.ErrNoRows) { // the key exists
+			return nil
+		}
+		o.ok = err == nil
+		return err
+	}
+	tag, err := r.Exec()
+	o.ok = err == nil && tag.RowsAffected() > 0
+	return err
+}
+
+// single runs one write in a transaction of its own.
+func (b *batcher) single(o *op) {
+	defer close(o.done)
+	var pb pgx.Batch
+	sql, args := o.statement()
+	pb.Queue(sql, args...)
+	br := b.pool.SendBatch(o.ctx, &pb)
+	o.err = o.read(br)
+	if err := br.Close(); o.err == nil {
+		o.err = err
+	}
+	if o.err != nil {
+		o.ok = false
+	}
+}

@@ -5,9 +5,23 @@ import "context"
 // Commits counts the batches s has sent for its durable writes.
 func Commits(s *KeyStore) uint64 { return s.writes.trips.Load() }
 
-// Setting reads a run-time setting on one of the key store's connections.
-func Setting(s *KeyStore, name string) (string, error) {
-	var v string
-	err := s.pool.QueryRow(context.Background(), "SELECT current_setting($1)", name).Scan(&v)
-	return v, err
+// ExecForTest runs sql on one of the key store's connections.
+func ExecForTest(s *KeyStore, sql string, args ...any) error {
+	_, err := s.pool.Exec(context.Background(), sql, args...)
+	return err
+}
+
+// QueryRowForTest scans one row of sql, run on one of the key store's connections.
+func QueryRowForTest(s *KeyStore, sql string, dest ...any) error {
+	rows, err := s.pool.Query(context.Background(), sql)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() && len(dest) > 0 {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	neturl "net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,19 +81,11 @@ func OpenKeyStore(ctx context.Context, url string) (*KeyStore, error) {
 		return nil, idem.BadInput("postgres URL %s: %v", idem.RedactURL(url), redactErr(err, url))
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "idem-keys"
-	// Plan every statement for the table as it is now. A prepared
-	// statement's generic plan is fixed when the table is new and empty,
-	// and for the batched unnest() joins that plan scans the whole table:
-	// at 2,000 requests a second the p50 then grew by about 12 ms every
-	// 5 s as the table filled. Planning these statements costs a fraction
-	// of a millisecond per batch.
-	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
 	// Enough connections that commits waiting on one WAL flush do not
 	// queue behind each other in the pool: that queue is what would make
-	// the store fall behind at 2,000 requests a second.
-	if cfg.MaxConns < 32 {
+	// the store fall behind at 2,000 requests a second. A pool_max_conns
+	// the URL sets wins.
+	if cfg.MaxConns < 32 && !strings.Contains(url, "pool_max_conns=") {
 		cfg.MaxConns = 32
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
