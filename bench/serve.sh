@@ -3,6 +3,9 @@
 # one run: unique-key POSTs at a fixed rate (default 2,000 req/s for 20 s) to a
 # small upstream, once directly and once through `idem serve` with each store;
 # then replays of completed keys at the same rate, and the closed-loop maximum.
+# With PostgreSQL among the stores it also times single-row commits from
+# the same client at the same rate (and pg_test_fsync's fdatasync when
+# installed), the reference for that store's "two commits + 0.5 ms" target.
 #
 #   bash bench/serve.sh                 # RATE=2000 DURATION=20s
 #   RATE=1000 DURATION=10s bash bench/serve.sh
@@ -29,6 +32,7 @@ rm -f "$OUT"/*.json "$OUT"/keys.db*
 echo "building idem and loadgen ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench' || echo ' +uncommitted changes'))" >&2
 CGO_ENABLED=0 go build -o "$OUT/idem" ./cmd/idem
 go build -o "$OUT/loadgen" ./bench/loadgen
+go build -o "$OUT/storelat" ./bench/storelat
 
 "$OUT/loadgen" -upstream "$UP" &
 pids+=($!)
@@ -48,6 +52,17 @@ load direct "http://$UP/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
 
 PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
 sep='?'; [[ "$PG" == *\?* ]] && sep='&'
+if [[ " $STORES " == *" postgres "* ]]; then
+	# The PostgreSQL target is "two commits + 0.5 ms": what one commit
+	# costs this client at this rate is measured here, in the same run.
+	echo "reference: single-row commits to PostgreSQL" >&2
+	"$OUT/storelat" -commit -store "$PG${sep}search_path=$SCHEMA" -rate "$RATE" -duration 5s -label commit >"$OUT/commit.json"
+	fsync=$(ls /usr/lib/postgresql/*/bin/pg_test_fsync 2>/dev/null | head -1 || true)
+	if [[ -n "$fsync" ]]; then
+		"$fsync" -s 1 -f "$OUT/fsync.out" 2>/dev/null | awk '/^[[:space:]]+fdatasync .*usecs\/op/ {print $(NF-1); exit}' >"$OUT/fdatasync.txt" || true
+		rm -f "$OUT/fsync.out"
+	fi
+fi
 for s in $STORES; do
 	case $s in
 	memory) url="memory:" ;;
@@ -72,8 +87,8 @@ done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt" >&2
 cat "$OUT/load.txt"
-python3 - "$OUT/results.json" "$RATE" "$DURATION" <<'PY'
-import json, sys
+python3 - "$OUT/results.json" "$RATE" "$DURATION" "$OUT" <<'PY'
+import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {(r["label"], r["mode"]): r for r in rows}
 d = by[("direct", "rate")]
@@ -92,4 +107,17 @@ for label in ["direct"] + [l for l, m in by if m == "rate" and l != "direct"]:
         rp50 += "!"
     print(f"{label:<16}{r['p50_ms']:>7.2f}{r['p99_ms']:>7.2f}{r['p999_ms']:>7.2f}{add50:>7}{add99:>7}{r['achieved_rps']:>10.0f}{bad:>9}{rp50:>11}{rp99:>11}{(mx['achieved_rps'] if mx else 0):>10.0f}")
 print("\n'!' after a replay figure: not every replay request was answered from the store.")
+ref = os.path.join(sys.argv[4], "commit.json")
+if os.path.exists(ref):
+    c = json.load(open(ref))["commit"]
+    line = f"PostgreSQL reference: one single-row commit from this client at {sys.argv[2]}/s, p50 {c['p50']:.2f} ms (p99 {c['p99']:.2f})"
+    fd = os.path.join(sys.argv[4], "fdatasync.txt")
+    if os.path.exists(fd) and open(fd).read().strip():
+        line += f"; pg_test_fsync fdatasync {float(open(fd).read()) / 1000:.3f} ms"
+    print(line)
+    target = 2 * c["p50"] + 0.5
+    for label in ("postgres", "postgres-async-claims", "postgres-async"):
+        r = by.get((label, "rate"))
+        if r:
+            print(f"  {label}: +p50 {r['p50_ms'] - d['p50_ms']:+.2f} ms against two commits + 0.5 = {target:.2f} ms")
 PY

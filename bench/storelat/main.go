@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -25,6 +26,7 @@ import (
 	"github.com/idemhq/idem/postgres"
 	"github.com/idemhq/idem/redis"
 	"github.com/idemhq/idem/sqlite"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func main() {
@@ -32,8 +34,16 @@ func main() {
 	rate := flag.Int("rate", 2000, "claims (each followed by its completion) per second")
 	dur := flag.Duration("duration", 10*time.Second, "how long to run")
 	label := flag.String("label", "", "label copied into the output")
+	commit := flag.Bool("commit", false, "with a postgres:// store: time one single-row INSERT, committed on its own, per tick instead (the reference for the store's two commits)")
 	flag.Parse()
 	ctx := context.Background()
+	if *commit {
+		if err := commits(ctx, *store, *rate, *dur, *label); err != nil {
+			fmt.Fprintln(os.Stderr, "storelat:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	s, err := open(ctx, *store)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "storelat:", err)
@@ -89,4 +99,35 @@ func open(ctx context.Context, u string) (idem.KeyStore, error) {
 		return postgres.OpenKeyStore(ctx, u)
 	}
 	return nil, fmt.Errorf("unknown store URL %q", u)
+}
+
+// commits measures what one durable commit costs this client at the given
+// rate: each tick inserts its own row in a statement of its own, and the
+// time from sending it to its acknowledgement is taken (not from the tick,
+// so the pacer's own lateness is left out). A claim and a completion are
+// at least one such commit each.
+func commits(ctx context.Context, url string, rate int, dur time.Duration, label string) error {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	const table = "idem_bench_commit"
+	if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (k text PRIMARY KEY)"); err != nil {
+		return err
+	}
+	defer pool.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table)
+	n := int(dur.Seconds() * float64(rate))
+	lat := make([]time.Duration, n)
+	var errs atomic.Int64
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	openloop.Run(n, rate, func(i int, _ time.Time, _ time.Duration) {
+		t0 := time.Now()
+		if _, err := pool.Exec(ctx, "INSERT INTO "+table+" VALUES ($1)", fmt.Sprintf("%s-%d", run, i)); err != nil {
+			errs.Add(1)
+		}
+		lat[i] = time.Since(t0)
+	})
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"label": label, "store": idem.RedactURL(url), "rate": rate,
+		"errors": errs.Load(), "commit": summary(lat)})
 }
