@@ -12,7 +12,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
-	redis-cli -u "$REDIS" --scan --pattern "idembench:$RUN:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS" DEL >/dev/null 2>&1 || true
+	redis-cli -u "$REDIS" --scan --pattern "idembench:$RUN:*" 2>/dev/null | xargs -r -d '\n' -n 500 redis-cli -u "$REDIS" DEL >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
