@@ -19,19 +19,30 @@ import (
 )
 
 func main() {
-	// IDEM_CPUPROFILE=file writes a CPU profile of the whole command, for
-	// the benchmarks in bench/.
+	os.Exit(profiled(func() int { return run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr) }))
+}
+
+// profiled runs cmd, writing profiles of the whole command for the
+// benchmarks in bench/: IDEM_CPUPROFILE=file a CPU profile,
+// IDEM_MEMPROFILE=file the allocations (go tool pprof -sample_index=alloc_space).
+func profiled(cmd func() int) int {
 	if path := os.Getenv("IDEM_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
+			defer f.Close()
 			if pprof.StartCPUProfile(f) == nil {
-				code := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-				pprof.StopCPUProfile()
-				f.Close()
-				os.Exit(code)
+				defer pprof.StopCPUProfile()
 			}
 		}
 	}
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	if path := os.Getenv("IDEM_MEMPROFILE"); path != "" {
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
+	return cmd()
 }
 
 // env is what commands share: the standard streams and a logger.
