@@ -51,7 +51,7 @@ load() { # label round url mode
 }
 
 bins=("$@")
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "load average before: $(busy)" >&2
 for r in $(seq 1 "$ROUNDS"); do
 	load direct "$r" "http://$UP/charge" rate
 	n=${#bins[@]}
@@ -85,7 +85,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		wait_free "$PROXY"
 	done
 done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "load average after: $(busy)" >&2
 python3 - "$OUT/results.json" "$STORE" "$RATE" "$DURATION" "$OUT/cpu.json" "$(getconf CLK_TCK)" <<'PY'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]

@@ -17,3 +17,12 @@ cleanup() {
 trap cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+
+# busy prints the load average and, where the kernel has it, the share of
+# the last 10 s in which something waited for a CPU: a neighbour, or the
+# previous step, still busy when a step starts shows there.
+busy() {
+	local psi=""
+	[[ -r /proc/pressure/cpu ]] && psi=$(awk '/^some/ {sub("avg10=", "", $2); print ", cpu pressure " $2 "%"}' /proc/pressure/cpu)
+	echo "$(cut -d' ' -f1-3 /proc/loadavg)$psi"
+}

@@ -45,7 +45,7 @@ load() { # label url mode extra...
 }
 
 : >"$OUT/results.json"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" | tee "$OUT/load.txt" >&2
+echo "load average before: $(busy) on $(nproc) cores" | tee "$OUT/load.txt" >&2
 echo "direct to the upstream" >&2
 load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
 load direct "http://$UP/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
@@ -74,6 +74,7 @@ for s in $STORES; do
 	*) echo "unknown store $s" >&2; exit 2 ;;
 	esac
 	echo "through idem serve, store $s" >&2
+	echo "  before $s: $(busy)" >>"$OUT/load.txt"
 	"$OUT/idem" serve --listen "$PROXY" --upstream "http://$UP" --store "$url" --ttl 1h 2>"$OUT/serve-$s.log" &
 	pid=$!
 	pids+=($pid)
@@ -85,7 +86,7 @@ for s in $STORES; do
 	wait "$pid" || true
 done
 
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt" >&2
+echo "load average after: $(busy)" | tee -a "$OUT/load.txt" >&2
 cat "$OUT/load.txt"
 python3 - "$OUT/results.json" "$RATE" "$DURATION" "$OUT" <<'PY'
 import json, os, sys
