@@ -18,11 +18,34 @@ trap cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 
-# busy prints the load average and, where the kernel has it, the share of
-# the last 10 s in which something waited for a CPU: a neighbour, or the
-# previous step, still busy when a step starts shows there.
+# stall prints the share of the next second in which some task waited for
+# a CPU (the kernel's pressure figure), or nothing where it is missing.
+stall() {
+	[[ -r /proc/pressure/cpu ]] || return 0
+	local t0 t1
+	t0=$(awk '/^some/ {sub("total=", "", $5); print $5}' /proc/pressure/cpu)
+	sleep 1
+	t1=$(awk '/^some/ {sub("total=", "", $5); print $5}' /proc/pressure/cpu)
+	echo $(((t1 - t0) / 10000))
+}
+
+# busy prints the load average and, where the kernel has it, the CPU stall
+# of the last second: a neighbour, or the previous step still busy when a
+# step starts, shows there at once (the load average lags by a minute).
 busy() {
-	local psi=""
-	[[ -r /proc/pressure/cpu ]] && psi=$(awk '/^some/ {sub("avg10=", "", $2); print ", cpu pressure " $2 "%"}' /proc/pressure/cpu)
-	echo "$(cut -d' ' -f1-3 /proc/loadavg)$psi"
+	local st
+	st=$(stall)
+	echo "$(cut -d' ' -f1-3 /proc/loadavg)${st:+, cpu stall $st%}"
+}
+
+# settle waits (at most 30 s) for a second in which no task waited for a
+# CPU more than 5% of the time: each rate phase then starts on a machine as
+# quiet as the direct run had, not in the wake of the previous store's
+# closed-loop maximum (its proxy's exit, the server's vacuum or expiry of
+# what that phase wrote).
+settle() {
+	[[ -r /proc/pressure/cpu ]] || { sleep 5; return; }
+	for _ in $(seq 1 30); do
+		(($(stall) < 5)) && return
+	done
 }

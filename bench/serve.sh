@@ -45,6 +45,7 @@ load() { # label url mode extra...
 }
 
 : >"$OUT/results.json"
+settle
 echo "load average before: $(busy) on $(nproc) cores" | tee "$OUT/load.txt" >&2
 echo "direct to the upstream" >&2
 load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
@@ -74,6 +75,7 @@ for s in $STORES; do
 	*) echo "unknown store $s" >&2; exit 2 ;;
 	esac
 	echo "through idem serve, store $s" >&2
+	settle
 	echo "  before $s: $(busy)" >>"$OUT/load.txt"
 	"$OUT/idem" serve --listen "$PROXY" --upstream "http://$UP" --store "$url" --ttl 1h 2>"$OUT/serve-$s.log" &
 	pid=$!
