@@ -124,18 +124,21 @@ func TestRecentKeys(t *testing.T) {
 	if r.seen("s", "k2") || r.seen("s2", "k") {
 		t.Fatal("another key was seen")
 	}
-	// Lossy, never wrong the other way: after many other keys the first
-	// may be forgotten, which only costs the read-first order.
-	for i := range 1 << 12 {
-		r.seen("s", fmt.Sprint(i))
+	// Lossy: each slot remembers the last key that landed in it. Read
+	// back newest first, the newest key of every used slot is found, so
+	// the hits count the slots in use: about 1,005 of 1,024 for 4,096
+	// keys spread evenly, and at most half if the keys used half the table.
+	const n = 1 << 12
+	for i := range n {
+		r.seen("t", fmt.Sprint(i))
 	}
 	hits := 0
-	for i := range 1 << 12 {
-		if r.seen("s", fmt.Sprint(i)) {
+	for i := n - 1; i >= 0; i-- {
+		if r.seen("t", fmt.Sprint(i)) {
 			hits++
 		}
 	}
-	if hits == 0 || hits > 1<<10 {
-		t.Fatalf("%d of %d keys remembered by a table of %d slots", hits, 1<<12, 1<<10)
+	if hits < 900 || hits > 1<<10 {
+		t.Fatalf("%d of %d keys found, newest first, in a table of %d slots", hits, n, 1<<10)
 	}
 }

@@ -350,9 +350,9 @@ func (r *recentKeys) seen(scope, key string) bool {
 	h.WriteString(scope)
 	h.WriteByte(0)
 	h.WriteString(key)
-	v := h.Sum64() | 1 // never 0, the empty slot
-	slot := &r.slots[v%uint64(len(r.slots))]
-	return slot.Swap(v) == v
+	sum := h.Sum64()
+	v := sum | 1 // never 0, the empty slot
+	return r.slots[sum%uint64(len(r.slots))].Swap(v) == v
 }
 
 // classify turns a record the claim could not take into a status.
