@@ -114,3 +114,51 @@ func TestS3LockLease(t *testing.T) {
 	}
 	l.Unlock(ctx)
 }
+
+// TestS3TakeOverOfDeletedLock: a waiter reads an expired lock object, and
+// before it replaces that version the holder deletes it. S3 answers the
+// conditional PUT with 404 rather than 412; that is a race lost, retried
+// by Lock, not a failure (it failed one of several concurrent loads with
+// "_idem.lock: object not found").
+func TestS3TakeOverOfDeletedLock(t *testing.T) {
+	tg := openT(t, s3URL(t))
+	s, ok := tg.st.(*S3)
+	if !ok {
+		t.Fatalf("store is %T, want *S3", tg.st)
+	}
+	ctx := context.Background()
+	key := "t/" + lockName
+	b, _ := json.Marshal(lockBody{Owner: "someone", Expires: time.Now().Add(-time.Second).UnixMilli(), Host: "another-machine", PID: 1})
+	if _, err := s.Put(ctx, key, b); err != nil {
+		t.Fatal(err)
+	}
+	_, staleTag, err := s.getTagged(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, won, err := s.takeOver(ctx, key, staleTag, []byte(`{}`)); won || err != nil {
+		t.Fatalf("take-over of a deleted lock object: won %v, err %v; want lost, no error", won, err)
+	}
+	if _, err := s.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the lost take-over wrote the lock object: %v", err)
+	}
+	// A version that was replaced is lost the same way.
+	tag1, err := s.Put(ctx, key, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, key, append(b, ' ')); err != nil {
+		t.Fatal(err)
+	}
+	if _, won, err := s.takeOver(ctx, key, tag1, []byte(`{}`)); won || err != nil {
+		t.Fatalf("take-over of a replaced version: won %v, err %v; want lost, no error", won, err)
+	}
+	l, err := s.Lock(ctx, key, false, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock(ctx)
+}

@@ -290,10 +290,12 @@ func (s *S3) Lock(ctx context.Context, key string, _ bool, timeout time.Duration
 			if json.Unmarshal(cur, &lb) != nil || time.Now().UnixMilli() > lb.Expires || holderGone(&lb) {
 				// The holder's lease ran out or its process is gone: take
 				// over, but only this exact stale version.
-				if tag, err := s.put(ctx, key, body(), aws.String(curTag), nil); err == nil {
-					return s.hold(key, owner, tag, body), nil
-				} else if err != errPrecondition {
+				tag, won, err := s.takeOver(ctx, key, curTag, body())
+				if err != nil {
 					return nil, err
+				}
+				if won {
+					return s.hold(key, owner, tag, body), nil
 				}
 			}
 		} else if !errors.Is(gerr, ErrNotFound) {
@@ -310,6 +312,22 @@ func (s *S3) Lock(ctx context.Context, key string, _ bool, timeout time.Duration
 		}
 		wait = min(wait*2, 200*time.Millisecond)
 	}
+}
+
+// takeOver replaces the stale lock object version curTag with data. It
+// is not won when another waiter replaced that version first, or when the
+// holder deleted the object meanwhile: S3 answers a PUT with If-Match on a
+// missing object with 404, not 412, and that too is a race lost, to be
+// retried, not an error (it failed concurrent loads with "object not found").
+func (s *S3) takeOver(ctx context.Context, key, curTag string, data []byte) (tag string, won bool, err error) {
+	tag, err = s.put(ctx, key, data, aws.String(curTag), nil)
+	switch {
+	case err == nil:
+		return tag, true, nil
+	case err == errPrecondition, errors.Is(err, ErrNotFound):
+		return "", false, nil
+	}
+	return "", false, err
 }
 
 func (s *S3) hold(key, owner, tag string, body func() []byte) *s3Lock {
