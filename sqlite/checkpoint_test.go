@@ -108,37 +108,3 @@ func testWALBounded(t *testing.T, soft, hard int64, rate int, limitFactor int64)
 		t.Errorf("the WAL grew to %d pages, want at most %d", pages, limit)
 	}
 }
-
-func TestRecentKeys(t *testing.T) {
-	var none *recentKeys
-	if none.seen("s", "k") || none.seen("s", "k") {
-		t.Fatal("a nil table remembered a key")
-	}
-	r := newRecentKeys(1 << 10)
-	if r.seen("s", "k") {
-		t.Fatal("a key never claimed was seen")
-	}
-	if !r.seen("s", "k") {
-		t.Fatal("a key just claimed was not seen")
-	}
-	if r.seen("s", "k2") || r.seen("s2", "k") {
-		t.Fatal("another key was seen")
-	}
-	// Lossy: each slot remembers the last key that landed in it. Read
-	// back newest first, the newest key of every used slot is found, so
-	// the hits count the slots in use: about 1,005 of 1,024 for 4,096
-	// keys spread evenly, and at most half if the keys used half the table.
-	const n = 1 << 12
-	for i := range n {
-		r.seen("t", fmt.Sprint(i))
-	}
-	hits := 0
-	for i := n - 1; i >= 0; i-- {
-		if r.seen("t", fmt.Sprint(i)) {
-			hits++
-		}
-	}
-	if hits < 900 || hits > 1<<10 {
-		t.Fatalf("%d of %d keys found, newest first, in a table of %d slots", hits, n, 1<<10)
-	}
-}
