@@ -15,17 +15,13 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/bench/internal/openloop"
-	"github.com/idemhq/idem/memstore"
-	"github.com/idemhq/idem/postgres"
-	"github.com/idemhq/idem/redis"
-	"github.com/idemhq/idem/sqlite"
+	"github.com/idemhq/idem/internal/keystores"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -44,7 +40,7 @@ func main() {
 		}
 		return
 	}
-	s, err := open(ctx, *store)
+	s, err := keystores.Open(ctx, *store)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "storelat:", err)
 		os.Exit(1)
@@ -85,20 +81,6 @@ func summary(d []time.Duration) map[string]float64 {
 		return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
 	}
 	return map[string]float64{"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": q(1)}
-}
-
-func open(ctx context.Context, u string) (idem.KeyStore, error) {
-	switch {
-	case u == "memory:":
-		return memstore.New(), nil
-	case strings.HasPrefix(u, "sqlite:"):
-		return sqlite.OpenKeyStore(ctx, strings.TrimPrefix(u, "sqlite:"))
-	case strings.HasPrefix(u, "redis://"):
-		return redis.Open(ctx, u)
-	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
-		return postgres.OpenKeyStore(ctx, u)
-	}
-	return nil, fmt.Errorf("unknown store URL %q", u)
 }
 
 // commits measures what one durable commit costs this client at the given

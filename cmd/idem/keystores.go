@@ -2,42 +2,18 @@ package main
 
 import (
 	"context"
-	"strings"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/memstore"
-	"github.com/idemhq/idem/postgres"
-	"github.com/idemhq/idem/redis"
-	"github.com/idemhq/idem/sqlite"
+	"github.com/idemhq/idem/internal/keystores"
 )
 
 // defaultKeyStore is SPEC.md's embedded default for once and serve.
 const defaultKeyStore = "sqlite:idem.db"
 
-// openKeyStore opens a key store by URL. An unknown scheme is bad input
-// (exit 2); a store that cannot be reached is a StoreError (exit 1).
+// openKeyStore opens a key store by URL, the embedded default when empty.
 func openKeyStore(ctx context.Context, raw string) (idem.KeyStore, error) {
-	switch {
-	case raw == "":
+	if raw == "" {
 		raw = defaultKeyStore
-		fallthrough
-	case strings.HasPrefix(raw, "sqlite:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
-		if path == "" {
-			return nil, idem.BadInput("%q: sqlite URL needs a path, e.g. sqlite:idem.db", raw)
-		}
-		return sqlite.OpenKeyStore(ctx, path)
-	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
-		return postgres.OpenKeyStore(ctx, raw)
-	case strings.HasPrefix(raw, "redis://"), strings.HasPrefix(raw, "rediss://"):
-		return redis.Open(ctx, raw)
-	case raw == "memory:":
-		// Not durable, one process only: for trials and benchmarks.
-		return memstore.New(), nil
 	}
-	scheme, _, ok := strings.Cut(raw, ":")
-	if !ok {
-		return nil, idem.BadInput("%q is not a key store URL (want sqlite:PATH, postgres://…, redis://… or memory:)", idem.RedactURL(raw))
-	}
-	return nil, idem.BadInput("unsupported key store scheme %q in %s (want sqlite:, postgres://, redis:// or memory:)", scheme, idem.RedactURL(raw))
+	return keystores.Open(ctx, raw)
 }
