@@ -41,8 +41,7 @@ const (
 	opComplete opKind = iota
 	opRelease
 	opExtend
-	opClaim // last: a claim in the same batch as a release of its key finds the key free
-	nKinds
+	opClaim
 )
 
 // op is one write waiting for a batcher.
@@ -127,9 +126,10 @@ type key2 struct{ scope, key string }
 
 // run commits one batch and answers every op in it.
 func (b *batcher) run(batch []*op) {
-	var kinds [nKinds][]*op
-	var alone []*op // a second write to one key: runs by itself after the batch
-	seen := make(map[key2]opKind, len(batch))
+	// One write per key in a batch, so their order within it cannot
+	// matter; a second write to a key runs by itself after the batch.
+	var ops, alone []*op
+	seen := make(map[key2]bool, len(batch))
 	var deadline time.Time
 	patient := false // a caller without a deadline
 	for _, o := range batch {
@@ -146,32 +146,30 @@ func (b *batcher) run(batch []*op) {
 			deadline = d
 		}
 		k := key2{o.scope, o.key}
-		if _, dup := seen[k]; dup {
+		if seen[k] {
 			alone = append(alone, o)
 			continue
 		}
-		seen[k] = o.kind
-		kinds[o.kind] = append(kinds[o.kind], o)
+		seen[k] = true
+		ops = append(ops, o)
 	}
-	if len(seen) > 0 {
+	if len(ops) > 0 {
 		// The batch lives as long as its most patient caller.
 		ctx, cancel := context.Background(), context.CancelFunc(func() {})
 		if !patient {
 			ctx, cancel = context.WithDeadline(ctx, deadline)
 		}
-		err := b.send(ctx, &kinds)
+		err := b.send(ctx, ops)
 		cancel()
 		var pgErr *pgconn.PgError
-		for _, ops := range kinds {
-			for _, o := range ops {
-				if errors.As(err, &pgErr) {
-					// Rolled back: nothing was written. Run it alone.
-					b.single(o)
-					continue
-				}
-				o.err = err
-				close(o.done)
+		for _, o := range ops {
+			if errors.As(err, &pgErr) {
+				// Rolled back: nothing was written. Run it alone.
+				b.single(o)
+				continue
 			}
+			o.err = err
+			close(o.done)
 		}
 	}
 	for _, o := range alone {
@@ -182,37 +180,31 @@ func (b *batcher) run(batch []*op) {
 // send queues every op's own statement in one pipeline. Sent as one
 // batch they share the implicit transaction, so one commit and one WAL
 // flush still cover them all. One statement per op rather than one
-// unnest() statement per kind: the single-row statements' cached generic
+// unnest() statement per kind of write: the single-row statements' cached generic
 // plans are index lookups on the primary key whatever the table held when
 // they were prepared, so they need no planning per call. The unnest()
 // joins did: their generic plan, made while the table was empty, scanned
 // it whole, and planning them afresh cost 0.15 ms a statement, which at
 // 2,000 requests a second was most of a batch's server time.
-func (b *batcher) send(ctx context.Context, kinds *[nKinds][]*op) error {
+func (b *batcher) send(ctx context.Context, ops []*op) error {
 	var pb pgx.Batch
-	for _, ops := range kinds {
-		for _, o := range ops {
-			sql, args := o.statement()
-			pb.Queue(sql, args...)
-		}
+	for _, o := range ops {
+		sql, args := o.statement()
+		pb.Queue(sql, args...)
 	}
 	b.trips.Add(1)
 	br := b.pool.SendBatch(ctx, &pb)
-	for _, ops := range kinds {
-		for _, o := range ops {
-			if err := o.read(br); err != nil {
-				br.Close()
-				return err
-			}
+	for _, o := range ops {
+		if err := o.read(br); err != nil {
+			br.Close()
+			return err
 		}
 	}
 	// Close reads the end of the implicit transaction: only after it has
 	// returned without error is the batch committed.
 	if err := br.Close(); err != nil {
-		for _, ops := range kinds {
-			for _, o := range ops {
-				o.ok = false
-			}
+		for _, o := range ops {
+			o.ok = false
 		}
 		return err
 	}
