@@ -58,16 +58,12 @@ for r in $(seq 1 "$ROUNDS"); do
 	for i in $(seq 0 $((n - 1))); do
 		b=${bins[$(((i + r - 1) % n))]}
 		label=$(basename "$b")
+		# A fresh store for every binary and round.
 		case $STORE in
-		memory) url="memory:" ;;
-		sqlite) rm -f "$OUT"/keys.db*; url="sqlite:$OUT/keys.db" ;;
-		postgres)
-			PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
-			sep='?'; [[ "$PG" == *\?* ]] && sep='&'
-			url="$PG${sep}search_path=$SCHEMA" ;;
-		redis) url="$REDIS?prefix=idembench:$RUN:$r:$label:" ;;
-		*) echo "unknown store $STORE" >&2; exit 2 ;;
+		sqlite) rm -f "$OUT"/keys.db* ;;
+		postgres*) PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null ;;
 		esac
+		url=$(store_url "$STORE" "idembench:$RUN:$r:$label:")
 		"$b" serve --listen "$PROXY" --upstream "http://$UP" --store "$url" --ttl 1h 2>"$OUT/serve-$label.log" &
 		pid=$!
 		pids+=($pid)

@@ -49,3 +49,20 @@ settle() {
 		(($(stall) < 5)) && return
 	done
 }
+
+# store_url NAME REDIS_PREFIX prints the key store URL a bench store name
+# stands for (SQLite in $OUT, PostgreSQL in $SCHEMA, Redis keys under the
+# given prefix); an unknown name ends the run.
+store_url() {
+	local sep='?'
+	[[ "$PG" == *\?* ]] && sep='&'
+	case $1 in
+	memory) echo "memory:" ;;
+	sqlite) echo "sqlite:$OUT/keys.db" ;;
+	postgres) echo "$PG${sep}search_path=$SCHEMA" ;;
+	postgres-async-claims) echo "$PG${sep}search_path=$SCHEMA&async_claims=true" ;;
+	postgres-async) echo "$PG${sep}search_path=$SCHEMA&synchronous_commit=off" ;;
+	redis) echo "$REDIS?prefix=$2" ;;
+	*) echo "unknown store $1" >&2; return 2 ;;
+	esac
+}

@@ -52,12 +52,11 @@ load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
 load direct "http://$UP/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
 
 PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
-sep='?'; [[ "$PG" == *\?* ]] && sep='&'
 if [[ " $STORES " == *" postgres "* ]]; then
 	# The PostgreSQL target is "two commits + 0.5 ms": what one commit
 	# costs this client at this rate is measured here, in the same run.
 	echo "reference: single-row commits to PostgreSQL" >&2
-	"$OUT/storelat" -commit -store "$PG${sep}search_path=$SCHEMA" -rate "$RATE" -duration 5s -label commit >"$OUT/commit.json"
+	"$OUT/storelat" -commit -store "$(store_url postgres)" -rate "$RATE" -duration 5s -label commit >"$OUT/commit.json"
 	fsync=$(ls /usr/lib/postgresql/*/bin/pg_test_fsync 2>/dev/null | head -1 || true)
 	if [[ -n "$fsync" ]]; then
 		"$fsync" -s 1 -f "$OUT/fsync.out" 2>/dev/null | awk '/^[[:space:]]+fdatasync .*usecs\/op/ {print $(NF-1); exit}' >"$OUT/fdatasync.txt" || true
@@ -65,15 +64,7 @@ if [[ " $STORES " == *" postgres "* ]]; then
 	fi
 fi
 for s in $STORES; do
-	case $s in
-	memory) url="memory:" ;;
-	sqlite) url="sqlite:$OUT/keys.db" ;;
-	postgres) url="$PG${sep}search_path=$SCHEMA" ;;
-	postgres-async-claims) url="$PG${sep}search_path=$SCHEMA&async_claims=true" ;;
-	postgres-async) url="$PG${sep}search_path=$SCHEMA&synchronous_commit=off" ;;
-	redis) url="$REDIS?prefix=idembench:$RUN:" ;;
-	*) echo "unknown store $s" >&2; exit 2 ;;
-	esac
+	url=$(store_url "$s" "idembench:$RUN:")
 	echo "through idem serve, store $s" >&2
 	settle
 	echo "  before $s: $(busy)" >>"$OUT/load.txt"
