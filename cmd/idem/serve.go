@@ -17,6 +17,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/httpidem"
+	"github.com/idemhq/idem/internal/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -113,13 +114,18 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	if err != nil {
 		return err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	std := http.DefaultTransport.(*http.Transport).Clone()
 	// Keep connections to the one upstream: the default of 2 idle ones
 	// would make every burst open and close connections.
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
+	std.MaxIdleConns, std.MaxIdleConnsPerHost = 1024, 1024
 	// Past this many connections requests wait for one: a burst must not
 	// exhaust file descriptors or the upstream.
-	tr.MaxConnsPerHost = 1024
+	std.MaxConnsPerHost = 1024
+	tr, err := upstream.New(up, std, upstream.Options{MaxConns: 1024})
+	if err != nil {
+		return idem.BadInput("--upstream %q: %v", idem.RedactURL(o.upstream), err)
+	}
+	defer tr.CloseIdleConnections()
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
