@@ -65,7 +65,7 @@ type checkpointer struct {
 	urgentKick  chan struct{}
 	quit        chan struct{}
 	done        chan struct{}
-	writerTried time.Time // only the writer goroutine uses it
+	writerTried time.Time // only batches use it, and they run one at a time
 	// urgent asks the background for a pass now, without minGap; ready
 	// says that pass has finished, so the writer's own will be short.
 	urgent, ready atomic.Bool

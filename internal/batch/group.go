@@ -1,0 +1,162 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Group.Do after Close.
+var ErrClosed = errors.New("batch: closed")
+
+// Group runs operations in batches on the goroutines of their callers, as
+// LevelDB's write queue does: a caller that finds no batch running runs
+// one itself, taking whatever else is queued; callers that arrive
+// meanwhile wait, and when the batch holding the runner's own operation
+// is done, the runner hands the next batch to the first of them.
+//
+// A dedicated worker goroutine would cost each operation two hand-offs
+// (to the worker and back), each a wake-up the scheduler pays for. Under
+// light load nothing is running when an operation arrives, and it runs
+// at once on its own goroutine; under heavy load operations still share
+// one batch, and each hand-over wakes one goroutine, as the worker did.
+type Group[T any] struct {
+	// Run executes one batch. It must record each operation's result in
+	// the operation itself: Do returns once its operation's batch has run.
+	Run func(batch []T)
+	// Max bounds a batch, so a long queue still gets answers in slices.
+	Max int
+
+	mu      sync.Mutex
+	queue   []*slot[T]
+	running bool
+	closed  bool
+}
+
+type slot[T any] struct {
+	v T
+	// wake gets false when the slot's batch has run, true when its
+	// goroutine must run the next batch. lead is set, under Group.mu,
+	// just before the true is sent.
+	wake chan bool
+	lead bool
+}
+
+// Do queues v and returns after v's batch has run. If ctx ends while v is
+// still queued, v is taken out and never runs, and Do returns ctx.Err();
+// once v's batch has started, Do waits for it.
+func (g *Group[T]) Do(ctx context.Context, v T) error {
+	s := &slot[T]{v: v, wake: make(chan bool, 1)}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.queue = append(g.queue, s)
+	if g.running {
+		g.mu.Unlock()
+		select {
+		case lead := <-s.wake:
+			if !lead {
+				return nil
+			}
+		case <-ctx.Done():
+			g.mu.Lock()
+			switch {
+			case s.lead:
+				// Handed the next batch just now: run it.
+				g.mu.Unlock()
+				<-s.wake
+			case g.remove(s):
+				g.mu.Unlock()
+				return ctx.Err()
+			default:
+				// In the batch running now: it ends soon.
+				g.mu.Unlock()
+				if !<-s.wake {
+					return nil
+				}
+			}
+		}
+	} else {
+		g.running = true
+		g.mu.Unlock()
+	}
+	g.lead(s)
+	return nil
+}
+
+// lead runs batches until the one holding own has run, then hands over.
+func (g *Group[T]) lead(own *slot[T]) {
+	max := g.Max
+	if max <= 0 {
+		max = 64
+	}
+	batch := make([]*slot[T], 0, max)
+	vals := make([]T, 0, max)
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), max)
+		batch = append(batch[:0], g.queue[:n]...)
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+		vals = vals[:0]
+		for _, s := range batch {
+			vals = append(vals, s.v)
+		}
+		g.Run(vals)
+		done := false
+		for _, s := range batch {
+			if s == own {
+				done = true
+			} else {
+				s.wake <- false
+			}
+		}
+		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		if done {
+			next := g.queue[0]
+			next.lead = true
+			g.mu.Unlock()
+			next.wake <- true
+			return
+		}
+		g.mu.Unlock()
+	}
+}
+
+// remove takes s out of the queue; false if it is not there.
+func (g *Group[T]) remove(s *slot[T]) bool {
+	for i, q := range g.queue {
+		if q == s {
+			g.queue = append(g.queue[:i], g.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Close makes later calls to Do fail with ErrClosed and waits until no
+// batch runs.
+func (g *Group[T]) Close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	for {
+		g.mu.Lock()
+		idle := !g.running && len(g.queue) == 0
+		g.mu.Unlock()
+		if idle {
+			return
+		}
+		// Batches are short (one commit); polling here keeps Do free of
+		// a condition variable it would otherwise signal on every batch.
+		time.Sleep(100 * time.Microsecond)
+	}
+}
