@@ -14,6 +14,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -47,6 +48,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// DialTimeout bounds opening a connection (default 30s, as net/http's).
 	DialTimeout time.Duration
+	// TLS configures an https:// origin's connections (default: the
+	// system's roots, the server name from the URL).
+	TLS *tls.Config
 }
 
 // New returns a Transport for the origin of base (scheme and host; path and
@@ -64,15 +68,16 @@ func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, erro
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 30 * time.Second
 	}
-	tls := base.Scheme == "https"
+	isTLS := base.Scheme == "https"
 	origin := &url.URL{Scheme: base.Scheme, Host: base.Host}
 	dialer := &fasthttp.TCPDialer{}
 	t := &Transport{
 		origin:   origin,
 		fallback: fallback,
 		fast: &fasthttp.HostClient{
-			Addr:                fasthttp.AddMissingPort(base.Host, tls),
-			IsTLS:               tls,
+			Addr:                fasthttp.AddMissingPort(base.Host, isTLS),
+			IsTLS:               isTLS,
+			TLSConfig:           o.TLS,
 			MaxConns:            o.MaxConns,
 			MaxIdleConnDuration: o.IdleTimeout,
 			// Requests are forwarded as they came: no User-Agent of ours,

@@ -316,3 +316,36 @@ func TestNewRejectsNonHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPSOrigin: an https:// origin is reached over TLS, checked against
+// the given roots.
+func TestHTTPSOrigin(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls=%v host=%s", r.TLS != nil, r.Host)
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	roots := up.Client().Transport.(*http.Transport).TLSClientConfig
+	tr, err := New(u, http.DefaultTransport, Options{TLS: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	r, _ := http.NewRequest("GET", up.URL+"/x", nil)
+	res, err := tr.RoundTrip(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := "tls=true host=" + u.Host; string(b) != want {
+		t.Fatalf("got %q, want %q", b, want)
+	}
+	// Without those roots the server's certificate is refused.
+	plain, _ := New(u, http.DefaultTransport, Options{})
+	defer plain.CloseIdleConnections()
+	r, _ = http.NewRequest("GET", up.URL+"/x", nil)
+	if _, err := plain.RoundTrip(r); err == nil {
+		t.Fatal("an unknown certificate was accepted")
+	}
+}
