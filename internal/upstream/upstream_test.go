@@ -136,6 +136,12 @@ func TestSameAsNetHTTP(t *testing.T) {
 			r.Header.Set("User-Agent", "client/1.0")
 			return r
 		}},
+		{"expect 100-continue", func(base string) *http.Request {
+			r, _ := http.NewRequest("POST", base+"/charge", strings.NewReader(`{"amount":5}`))
+			r.Header.Set("Expect", "100-continue")
+			r.Header.Set("Idempotency-Key", `"k2"`)
+			return r
+		}},
 		{"GET without user agent", func(base string) *http.Request {
 			r, _ := http.NewRequest("GET", base+"/items?page=2", nil)
 			r.Header.Set("User-Agent", "")
