@@ -34,11 +34,9 @@ type KeyStore struct {
 	c      *goredis.Client
 	prefix string
 	url    string
-	// calls go to a few pipeliner goroutines that send whatever is queued
-	// as one pipeline (see pipeliner).
-	calls     chan *call
-	quit      chan struct{}
-	workers   sync.WaitGroup
+	// calls are sent in pipelines, whatever is queued as one (see
+	// Pipelining), each on the goroutine of one of its callers.
+	calls     batchq.Group[*call]
 	closeOnce sync.Once
 	trips     atomic.Uint64 // pipelines sent, for tests
 }
@@ -80,14 +78,11 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 		goredis.SetLogger(quiet{})
 	})
 	c := goredis.NewClient(opt)
-	s := &KeyStore{c: c, prefix: prefix, url: raw, calls: make(chan *call, 1024), quit: make(chan struct{})}
+	s := &KeyStore{c: c, prefix: prefix, url: raw}
+	s.calls.Max, s.calls.Run = maxBatch, s.send
 	if err := s.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
-	}
-	for range pipeliners {
-		s.workers.Add(1)
-		go s.pipeliner()
 	}
 	return s, nil
 }
@@ -98,21 +93,17 @@ func Open(ctx context.Context, raw string) (*KeyStore, error) {
 // proxy, its upstream and Redis sharing two cores, that per-command cost
 // was what fell behind at 2,000 requests a second: queues formed and p99
 // reached hundreds of milliseconds. go-redis has no automatic pipelining,
-// so a few goroutines do it here: each takes every call queued when it
-// wakes up and sends them as one pipeline (one write, one read, one
-// server wake-up for all of them). No call waits for a batch to fill; at
-// low load a batch is one command. Each script is still atomic on the
+// so it is done here (batch.Group): a caller that finds no pipeline in
+// flight sends its call together with every call queued behind it as one
+// pipeline (one write, one read, one server wake-up for all of them), and
+// hands the next pipeline to the first caller that queued meanwhile. No
+// call waits for a batch to fill; at low load a pipeline is one command,
+// sent from its caller's goroutine. Each script is still atomic on the
 // server; a pipeline only shares the round trip, and a failed round trip
 // fails every call in it (callers fail closed, as before).
-const (
-	// Measured at 2,000 and 5,000 claims+completions a second: 1, 2 and
-	// 4 pipeliners were within noise of each other at p50 (0.17-0.23 ms);
-	// 4 had the worst p99 at 5,000.
-	pipeliners = 2
-	maxBatch   = 256
-)
+const maxBatch = 256
 
-// call is one script run waiting for a pipeliner.
+// call is one script run and, once its pipeline has run, its reply.
 type call struct {
 	ctx  context.Context
 	sc   *script
@@ -120,7 +111,6 @@ type call struct {
 	args []any
 	val  any
 	err  error
-	done chan struct{}
 }
 
 type script struct {
@@ -133,45 +123,16 @@ func newScript(src string) *script {
 
 var errClosed = errors.New("key store closed")
 
-// run queues a script run and waits for its reply.
+// run sends a script run in the next pipeline and returns its reply.
 func (s *KeyStore) run(ctx context.Context, sc *script, keys []string, args ...any) (any, error) {
-	c := &call{ctx: ctx, sc: sc, keys: keys, args: args, done: make(chan struct{})}
-	select {
-	case s.calls <- c:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.quit:
-		return nil, errClosed
-	}
-	select {
-	case <-c.done:
-		return c.val, c.err
-	case <-ctx.Done():
-		// The script may still run; the caller fails closed, and a claim
-		// it made ends with its lease.
-		return nil, ctx.Err()
-	case <-s.quit:
-		select {
-		case <-c.done:
-			return c.val, c.err
-		default:
-			return nil, errClosed
+	c := &call{ctx: ctx, sc: sc, keys: keys, args: args}
+	if err := s.calls.Do(ctx, c); err != nil {
+		if errors.Is(err, batchq.ErrClosed) {
+			err = errClosed
 		}
+		return nil, err
 	}
-}
-
-func (s *KeyStore) pipeliner() {
-	defer s.workers.Done()
-	batch := make([]*call, 0, maxBatch)
-	for {
-		select {
-		case c := <-s.calls:
-			batch = append(batch[:0], c)
-		case <-s.quit:
-			return
-		}
-		s.send(batchq.Drain(batch, s.calls, maxBatch))
-	}
+	return c.val, c.err
 }
 
 // send runs a batch as one pipeline. A call whose caller gave up before
@@ -184,7 +145,6 @@ func (s *KeyStore) send(batch []*call) {
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
-			close(c.done)
 			continue
 		}
 		live = append(live, c)
@@ -216,7 +176,6 @@ func (s *KeyStore) send(batch []*call) {
 	}
 	for i, c := range live {
 		c.val, c.err = cmds[i].Val(), cmds[i].Err()
-		close(c.done)
 	}
 }
 
@@ -381,8 +340,7 @@ func (s *KeyStore) Ping(ctx context.Context) error {
 
 func (s *KeyStore) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		s.workers.Wait()
+		s.calls.Close()
 	})
 	return s.c.Close()
 }
