@@ -1,7 +1,9 @@
-// Package batch holds the one step the key stores' group commit and
-// pipelining share: after a worker has received one operation, it takes
-// whatever else is already queued, so that one round trip or one commit
-// serves every operation that arrived while the previous one ran.
+// Package batch holds what the key stores' group commit and pipelining
+// share: operations that arrive while one batch runs go together in the
+// next, so that one commit or one round trip serves all of them, and no
+// operation waits for a batch to fill. Group runs batches on their
+// callers' goroutines (SQLite, Redis); Drain serves a dedicated worker
+// (PostgreSQL).
 package batch
 
 // Drain appends to b the values ch holds right now, without waiting, until

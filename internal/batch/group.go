@@ -21,6 +21,12 @@ var ErrClosed = errors.New("batch: closed")
 // light load nothing is running when an operation arrives, and it runs
 // at once on its own goroutine; under heavy load operations still share
 // one batch, and each hand-over wakes one goroutine, as the worker did.
+//
+// That hand-over sits between two batches, though, where a worker goes
+// straight on to the next: for a store that is busy all the time it adds
+// a wake-up to every batch. The PostgreSQL store, whose commits run back
+// to back at 2,000 requests a second, measured worse with it (idem serve,
+// +p50 2.36 against 1.94 ms, 4 rounds) and keeps its worker (Drain).
 type Group[T any] struct {
 	// Run executes one batch. It must record each operation's result in
 	// the operation itself: Do returns once its operation's batch has run.
