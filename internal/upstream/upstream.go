@@ -149,12 +149,16 @@ func (t *Transport) do(req *fasthttp.Request, resp *fasthttp.Response, r *http.R
 	return t.fast.Do(req, resp)
 }
 
-// retry says whether a request that failed may be sent again, as
-// net/http's Transport decides: only when the server closed the
-// connection before answering (it was most likely idle, and closed as we
+// retry says whether a request that failed may be sent again, once,
+// much as net/http's Transport decides: only when the server closed the
+// connection before answering (most likely an idle one it closed as we
 // reused it), and only a request that may be replayed, by its method or
 // because it carries an Idempotency-Key the upstream can deduplicate on.
-// Its body must be in memory (a stream is spent).
+// Its body must be in memory (a stream is spent). net/http also asks that
+// the connection was a reused one, which fasthttp does not tell; for a
+// keyed request that makes no difference to the upstream, since a
+// request that got no answer releases its key and the client's own retry
+// would send it again.
 func retry(r *http.Request, err error) bool {
 	if !errors.Is(err, fasthttp.ErrConnectionClosed) && !errors.Is(err, io.EOF) {
 		return false
