@@ -49,9 +49,10 @@ type slot[T any] struct {
 	lead bool
 }
 
-// Do queues v and returns after v's batch has run. If ctx ends while v is
-// still queued, v is taken out and never runs, and Do returns ctx.Err();
-// once v's batch has started, Do waits for it.
+// Do queues v and returns after v's batch has run. If ctx ends first, Do
+// returns ctx.Err(): if v was still queued it is taken out and never
+// runs; if its batch had started, v may still run, but its result is not
+// reported. A caller that is running a batch finishes it.
 func (g *Group[T]) Do(ctx context.Context, v T) error {
 	s := &slot[T]{v: v, wake: make(chan bool, 1)}
 	g.mu.Lock()
@@ -78,11 +79,13 @@ func (g *Group[T]) Do(ctx context.Context, v T) error {
 				g.mu.Unlock()
 				return ctx.Err()
 			default:
-				// In the batch running now: it ends soon.
+				// In the batch running now, which may be stuck (a
+				// SQLite lock held by another process, a network
+				// stall): the caller gets its error now, as with a
+				// worker goroutine, and the result is dropped. The
+				// write may still happen; callers fail closed.
 				g.mu.Unlock()
-				if !<-s.wake {
-					return nil
-				}
+				return ctx.Err()
 			}
 		}
 	} else {
