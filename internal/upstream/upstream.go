@@ -38,9 +38,12 @@ type Transport struct {
 // Options tune the connection pool; zero values take the defaults.
 type Options struct {
 	// MaxConns bounds the connections to the origin (default 1024): past
-	// it, requests wait for one, so a burst cannot exhaust descriptors or
-	// the upstream.
+	// it, requests wait for one (up to ConnWait), so a burst cannot
+	// exhaust descriptors or the upstream.
 	MaxConns int
+	// ConnWait bounds that wait (default 1m); a request that waits longer
+	// fails as one the upstream did not answer.
+	ConnWait time.Duration
 	// IdleTimeout closes a connection unused this long (default 4s: below
 	// the keep-alive timeouts of common servers, Node's 5s the shortest,
 	// so that we, not the server, close idle connections; a request sent
@@ -62,6 +65,9 @@ func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, erro
 	if o.MaxConns <= 0 {
 		o.MaxConns = 1024
 	}
+	if o.ConnWait <= 0 {
+		o.ConnWait = time.Minute
+	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 4 * time.Second
 	}
@@ -79,6 +85,7 @@ func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, erro
 			IsTLS:               isTLS,
 			TLSConfig:           o.TLS,
 			MaxConns:            o.MaxConns,
+			MaxConnWaitTimeout:  o.ConnWait,
 			MaxIdleConnDuration: o.IdleTimeout,
 			// Requests are forwarded as they came: no User-Agent of ours,
 			// header names and paths byte for byte.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // seen is what the upstream received.
@@ -353,5 +354,38 @@ func TestHTTPSOrigin(t *testing.T) {
 	r, _ = http.NewRequest("GET", up.URL+"/x", nil)
 	if _, err := plain.RoundTrip(r); err == nil {
 		t.Fatal("an unknown certificate was accepted")
+	}
+}
+
+// TestWaitsForAFreeConnection: past MaxConns a request waits for a
+// connection instead of failing at once.
+func TestWaitsForAFreeConnection(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		fmt.Fprint(w, "ok")
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	tr, err := New(u, http.DefaultTransport, Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			r, _ := http.NewRequest("GET", up.URL+"/x", nil)
+			res, err := tr.RoundTrip(r)
+			if err == nil {
+				_, err = io.ReadAll(res.Body)
+				res.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a request past MaxConns failed instead of waiting: %v", err)
+		}
 	}
 }
