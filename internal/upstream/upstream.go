@@ -81,10 +81,15 @@ func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, erro
 		origin:   origin,
 		fallback: fallback,
 		fast: &fasthttp.HostClient{
-			Addr:                fasthttp.AddMissingPort(base.Host, isTLS),
-			IsTLS:               isTLS,
-			TLSConfig:           o.TLS,
-			MaxConns:            o.MaxConns,
+			Addr:      fasthttp.AddMissingPort(base.Host, isTLS),
+			IsTLS:     isTLS,
+			TLSConfig: o.TLS,
+			MaxConns:  o.MaxConns,
+			// An answer's headers must fit in the read buffer. fasthttp's
+			// default of 4 KiB refuses headers that net/http (10 MB) and
+			// nginx (8 KB by default) pass; 64 KiB is taken from a pool
+			// per request in flight, not held per connection.
+			ReadBufferSize:      64 << 10,
 			MaxConnWaitTimeout:  o.ConnWait,
 			MaxIdleConnDuration: o.IdleTimeout,
 			// Requests are forwarded as they came: no User-Agent of ours,

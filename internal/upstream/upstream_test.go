@@ -55,6 +55,10 @@ func echo(t *testing.T) *httptest.Server {
 				w.(http.Flusher).Flush()
 			}
 			return
+		case "big-header":
+			w.Header().Set("X-Big", strings.Repeat("h", 40<<10))
+			w.WriteHeader(http.StatusOK)
+			return
 		case "cookies":
 			w.Header()["Content-Type"] = nil
 			w.Header().Add("Set-Cookie", "a=1; Path=/")
@@ -176,6 +180,16 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"set-cookie, no content type", func(base string) *http.Request {
 			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
 			r.Header.Set("X-Answer", "cookies")
+			return r
+		}},
+		{"40 KB request header", func(base string) *http.Request {
+			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
+			r.Header.Set("X-Big-Request", strings.Repeat("r", 40<<10))
+			return r
+		}},
+		{"40 KB answer header", func(base string) *http.Request {
+			r, _ := http.NewRequest("GET", base+"/x", nil)
+			r.Header.Set("X-Answer", "big-header")
 			return r
 		}},
 		{"5 MB streamed answer", func(base string) *http.Request {
