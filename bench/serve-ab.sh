@@ -10,7 +10,8 @@
 #
 # Environment: STORE (memory sqlite redis postgres), RATE (2000), DURATION
 # (10s), ROUNDS (3), REPLAY (0s: off; replays of 1,000 completed keys at
-# RATE), MAX (0s: off; closed loop with 64 workers, the ceiling), TRACE (1: keep per-request traces in
+# RATE), MAX (0s: off; closed loop with 64 workers, the ceiling), WARMUP (1s: sent uncounted before
+# each rate and replay phase), TRACE (1: keep per-request traces in
 # bench/out/ab/), plus IDEM_BENCH_POSTGRES / IDEM_BENCH_REDIS as in serve.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +23,7 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-3}"
 REPLAY="${REPLAY:-0s}"
 MAX="${MAX:-0s}"
+WARMUP="${WARMUP:-1s}"
 OUT=bench/out/ab
 SCHEMA=idem_bench_ab
 # shellcheck source=bench/serve-common.sh
@@ -46,6 +48,7 @@ load() { # label round url mode
 	local d=$DURATION
 	[[ $4 == replay ]] && d=$REPLAY
 	[[ $4 == max ]] && d=$MAX
+	[[ $4 != max ]] && tr+=(-warmup "$WARMUP")
 	"$OUT/loadgen" -url "$3" -mode "$4" -label "$1" -rate "$RATE" -concurrency 64 -duration "$d" "${tr[@]}" |
 		sed "s/^{/{\"round\":$2,/" >>"$OUT/results.json"
 }

@@ -14,13 +14,15 @@
 #
 # Environment (optional): IDEM_BENCH_POSTGRES (postgres://root@127.0.0.1:5432/test?sslmode=disable),
 # IDEM_BENCH_REDIS (redis://127.0.0.1:6379/0), STORES (memory sqlite redis postgres postgres-async-claims
-# postgres-async), REPLAY (5s), MAX (10s), CONCURRENCY (64).
+# postgres-async), REPLAY (5s), MAX (10s), CONCURRENCY (64), WARMUP (1s: sent before each rate and
+# replay phase, at its rate, and not counted).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RATE="${RATE:-2000}"
 DURATION="${DURATION:-20s}"
 REPLAY="${REPLAY:-5s}"
+WARMUP="${WARMUP:-1s}"
 MAX="${MAX:-10s}"
 CONCURRENCY="${CONCURRENCY:-64}"
 STORES="${STORES:-memory sqlite redis postgres postgres-async-claims postgres-async}"
@@ -43,6 +45,9 @@ wait_port "$UP"
 load() { # label url mode extra...
 	local label=$1 url=$2 mode=$3; shift 3
 	echo "  $label: $mode" >&2
+	# Rate and replay phases first send for WARMUP uncounted, directly as
+	# through the proxy: connections and caches of a process just started.
+	[[ $mode != max ]] && set -- -warmup "$WARMUP" "$@"
 	"$OUT/loadgen" -url "$url" -mode "$mode" -label "$label" "$@" >>"$OUT/results.json"
 }
 

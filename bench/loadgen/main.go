@@ -37,6 +37,7 @@ func main() {
 	keys := flag.Int("keys", 1000, "distinct completed keys to replay (replay)")
 	label := flag.String("label", "", "label copied into the output")
 	trace := flag.String("trace", "", "write each request's send offset and latency (µs, CSV) to this file (rate, replay)")
+	warmup := flag.Duration("warmup", 0, "send at the rate for this long first, and leave those requests out of the figures (rate, replay); the trace keeps them")
 	flag.Parse()
 	if *upstream != "" {
 		serveUpstream(*upstream)
@@ -51,13 +52,13 @@ func main() {
 	var res result
 	switch *mode {
 	case "rate":
-		res = openLoop(c, *url, *rate, *dur, func(i int) string { return fmt.Sprintf("%s-%d", run, i) })
+		res = openLoop(c, *url, *rate, *warmup, *dur, func(i int) string { return fmt.Sprintf("%s-%d", run, i) })
 	case "replay":
 		// Complete the keys first, then replay them in a cycle.
 		for i := 0; i < *keys; i++ {
 			send(c, *url, fmt.Sprintf("%s-r%d", run, i))
 		}
-		res = openLoop(c, *url, *rate, *dur, func(i int) string { return fmt.Sprintf("%s-r%d", run, i%*keys) })
+		res = openLoop(c, *url, *rate, *warmup, *dur, func(i int) string { return fmt.Sprintf("%s-r%d", run, i%*keys) })
 	case "max":
 		res = closedLoop(c, *url, *conc, *dur, run)
 	default:
@@ -156,14 +157,20 @@ func summarize(s []sample, elapsed time.Duration) result {
 }
 
 // openLoop sends request i at start + i/rate, whatever the answers do.
-func openLoop(c *http.Client, url string, rate int, dur time.Duration, key func(int) string) result {
-	n := int(dur.Seconds() * float64(rate))
+// The requests of the first warmup are sent but not counted: a server just
+// started opens its connections and fills its caches then, which is not
+// the steady state the figures describe.
+func openLoop(c *http.Client, url string, rate int, warmup, dur time.Duration, key func(int) string) result {
+	skip := int(warmup.Seconds() * float64(rate))
+	n := skip + int(dur.Seconds()*float64(rate))
 	out := make([]sample, n)
 	start := openloop.Run(n, rate, func(i int, due time.Time, at time.Duration) {
 		st, rep := send(c, url, key(i))
 		out[i] = sample{at, time.Since(due), st, rep}
 	})
-	return summarize(out, time.Since(start))
+	res := summarize(out[skip:], time.Since(start.Add(warmup)))
+	res.samples = out
+	return res
 }
 
 // closedLoop runs conc workers back to back for dur: the throughput ceiling.
