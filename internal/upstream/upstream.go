@@ -128,9 +128,14 @@ func (t *Transport) CloseIdleConnections() {
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	// fasthttp would join several Cookie lines into one (as RFC 6265 has
-	// clients send them); such a rare request goes out as it came.
+	// clients send them); such a rare request goes out as it came. The
+	// answer's headers are handed on before its body is read, so trailers
+	// (fields after the body) could not follow: a client that says it
+	// wants them ("TE: trailers") goes through net/http, which passes
+	// them on; others do not get them, which HTTP/1.1 allows.
 	if t.viaProxy || r.URL.Scheme != t.origin.Scheme || r.URL.Host != t.origin.Host ||
-		r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect || len(r.Header["Cookie"]) > 1 {
+		r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect || len(r.Header["Cookie"]) > 1 ||
+		r.Header.Get("Te") == "trailers" {
 		return t.fallback.RoundTrip(r)
 	}
 	req := fasthttp.AcquireRequest()

@@ -59,6 +59,13 @@ func echo(t *testing.T) *httptest.Server {
 			w.Header().Set("X-Big", strings.Repeat("h", 40<<10))
 			w.WriteHeader(http.StatusOK)
 			return
+		case "trailer":
+			w.Header().Set("Trailer", "X-Checksum")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("body"))
+			w.(http.Flusher).Flush()
+			w.Header().Set("X-Checksum", "abc")
+			return
 		case "cookies":
 			w.Header()["Content-Type"] = nil
 			w.Header().Add("Set-Cookie", "a=1; Path=/")
@@ -77,9 +84,10 @@ func echo(t *testing.T) *httptest.Server {
 
 // answer is what a client of the proxy saw.
 type answer struct {
-	Status int
-	Header http.Header
-	Body   string
+	Status  int
+	Header  http.Header
+	Body    string
+	Trailer http.Header
 }
 
 func proxyWith(t *testing.T, upURL string, tr http.RoundTripper) *httptest.Server {
@@ -106,7 +114,7 @@ func call(t *testing.T, c *http.Client, req func() *http.Request) answer {
 	}
 	h := res.Header.Clone()
 	h.Del("Date")
-	return answer{Status: res.StatusCode, Header: h, Body: string(b)}
+	return answer{Status: res.StatusCode, Header: h, Body: string(b), Trailer: res.Trailer}
 }
 
 // TestSameAsNetHTTP sends each request through a reverse proxy on
@@ -185,6 +193,12 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"40 KB request header", func(base string) *http.Request {
 			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
 			r.Header.Set("X-Big-Request", strings.Repeat("r", 40<<10))
+			return r
+		}},
+		{"trailers asked for", func(base string) *http.Request {
+			r, _ := http.NewRequest("GET", base+"/x", nil)
+			r.Header.Set("X-Answer", "trailer")
+			r.Header.Set("Te", "trailers")
 			return r
 		}},
 		{"40 KB answer header", func(base string) *http.Request {
