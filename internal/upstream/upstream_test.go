@@ -66,6 +66,13 @@ func echo(t *testing.T) *httptest.Server {
 			w.(http.Flusher).Flush()
 			w.Header().Set("X-Checksum", "abc")
 			return
+		case "early-hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprint(w, "final")
+			return
 		case "cookies":
 			w.Header()["Content-Type"] = nil
 			w.Header().Add("Set-Cookie", "a=1; Path=/")
@@ -193,6 +200,11 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"40 KB request header", func(base string) *http.Request {
 			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
 			r.Header.Set("X-Big-Request", strings.Repeat("r", 40<<10))
+			return r
+		}},
+		{"103 early hints first", func(base string) *http.Request {
+			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
+			r.Header.Set("X-Answer", "early-hints")
 			return r
 		}},
 		{"trailers asked for", func(base string) *http.Request {
