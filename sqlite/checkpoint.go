@@ -74,15 +74,21 @@ type checkpointer struct {
 }
 
 const (
-	// 16,000 pages: a WAL file of about 64 MB (4 KiB pages), and the
-	// writer's own checkpoint (each 2-2.5 ms, commits wait) about every
-	// 1.6 s at 2,000 requests a second. Against 4,000 pages (16 MB, every
-	// 0.4 s), through idem serve at 2,000 req/s (bench/serve-ab.sh, 4
-	// rounds, better in each): +p99 1.56 against 2.55 ms, +p50 0.14
-	// against 0.21 ms, 356 against 372 µs of CPU a request.
-	defaultSoftPages = 16000
-	// Past 4 times that (256 MB) the writer stops everything to empty it.
-	defaultHardPages = 64000
+	// 48,000 pages: a WAL file of about 200 MB (4 KiB pages) under
+	// sustained load, and the writer's own checkpoint (each 2-2.5 ms,
+	// commits wait) about every 5 s at 2,000 requests a second. Under
+	// light load background passes keep up and the WAL starts over long
+	// before. Through idem serve at 2,000 req/s (bench/serve-ab.sh):
+	//   - against 4,000 pages (every 0.4 s), 4 rounds of 10 s, better in
+	//     each, 16,000 pages gave +p99 1.56 against 2.55 ms, +p50 0.14
+	//     against 0.21 ms, 356 against 372 µs of CPU a request;
+	//   - against 16,000 pages (every 1.4 s), 6 rounds of 20 s, 48,000
+	//     was better in 5: +p99 median 1.37 against 1.75 ms; replays
+	//     (p50 0.77 against 0.79 ms) did not suffer from the longer WAL.
+	defaultSoftPages = 48000
+	// Past 4 times that (about 800 MB; only when a reader holds an old
+	// snapshot) the writer stops everything to empty it.
+	defaultHardPages = 192000
 )
 
 func openCheckpointer(ctx context.Context, path string) (*checkpointer, error) {
