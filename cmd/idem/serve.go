@@ -114,14 +114,10 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	if err != nil {
 		return err
 	}
-	std := http.DefaultTransport.(*http.Transport).Clone()
-	// Keep connections to the one upstream: the default of 2 idle ones
-	// would make every burst open and close connections.
-	std.MaxIdleConns, std.MaxIdleConnsPerHost = 1024, 1024
-	// Past this many connections requests wait for one: a burst must not
+	// At most 1,024 connections to the upstream (upstream.Options'
+	// default): past that requests wait for one, so a burst cannot
 	// exhaust file descriptors or the upstream.
-	std.MaxConnsPerHost = 1024
-	tr, err := upstream.New(up, std, upstream.Options{MaxConns: 1024})
+	tr, err := upstream.New(up, upstream.Options{})
 	if err != nil {
 		return idem.BadInput("--upstream %q: %v", idem.RedactURL(o.upstream), err)
 	}
@@ -131,10 +127,11 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 			pr.SetURL(up)
 			pr.SetXForwarded()
 			// The middleware has buffered a keyed request's body. Handing
-			// the transport that buffer, instead of the proxy's wrapper
-			// around it, lets it send headers and body in one write: it
-			// flushes the headers first for a body it cannot see is in
-			// memory.
+			// net/http's transport (upstream's fallback) that buffer,
+			// instead of the proxy's wrapper around it, lets it send
+			// headers and body in one write: it flushes the headers first
+			// for a body it cannot see is in memory. The fast path takes
+			// the buffer from GetBody itself.
 			if pr.In.GetBody != nil && pr.Out.ContentLength > 0 {
 				if b, err := pr.In.GetBody(); err == nil {
 					pr.Out.Body = b

@@ -54,11 +54,14 @@ type Options struct {
 	// TLS configures an https:// origin's connections (default: the
 	// system's roots, the server name from the URL).
 	TLS *tls.Config
+	// Fallback serves what the fast path does not (default: a clone of
+	// net/http's DefaultTransport with the same connection limit and TLS).
+	Fallback http.RoundTripper
 }
 
 // New returns a Transport for the origin of base (scheme and host; path and
-// query are ignored). fallback serves what the fast path does not.
-func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, error) {
+// query are ignored).
+func New(base *url.URL, o Options) (*Transport, error) {
 	if base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
 		return nil, errors.New("upstream: need an http:// or https:// URL with a host")
 	}
@@ -74,12 +77,23 @@ func New(base *url.URL, fallback http.RoundTripper, o Options) (*Transport, erro
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 30 * time.Second
 	}
+	if o.Fallback == nil {
+		std := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep connections to the one upstream (the default of 2 idle
+		// ones would make every burst open and close connections), and
+		// bound them as the fast path does.
+		std.MaxIdleConns, std.MaxIdleConnsPerHost, std.MaxConnsPerHost = o.MaxConns, o.MaxConns, o.MaxConns
+		if o.TLS != nil {
+			std.TLSClientConfig = o.TLS
+		}
+		o.Fallback = std
+	}
 	isTLS := base.Scheme == "https"
 	origin := &url.URL{Scheme: base.Scheme, Host: base.Host}
 	dialer := &fasthttp.TCPDialer{}
 	t := &Transport{
 		origin:   origin,
-		fallback: fallback,
+		fallback: o.Fallback,
 		fast: &fasthttp.HostClient{
 			Addr:      fasthttp.AddMissingPort(base.Host, isTLS),
 			IsTLS:     isTLS,

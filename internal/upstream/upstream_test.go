@@ -131,7 +131,7 @@ func TestSameAsNetHTTP(t *testing.T) {
 	up := echo(t)
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
-	ours, err := New(u, http.DefaultTransport, Options{})
+	ours, err := New(u, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func staleUpstream(t *testing.T) (addr string, served *atomic.Int64) {
 func TestRetryOnlyWhatMayBeReplayed(t *testing.T) {
 	addr, served := staleUpstream(t)
 	u, _ := url.Parse("http://" + addr)
-	tr, err := New(u, http.DefaultTransport, Options{})
+	tr, err := New(u, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestUpgradeGoesToFallback(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	fb := &counting{rt: http.DefaultTransport}
-	tr, err := New(u, fb, Options{})
+	tr, err := New(u, Options{Fallback: fb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestUpgradeGoesToFallback(t *testing.T) {
 func TestNewRejectsNonHTTP(t *testing.T) {
 	for _, s := range []string{"ftp://x", "http://", "/relative"} {
 		u, _ := url.Parse(s)
-		if _, err := New(u, http.DefaultTransport, Options{}); err == nil {
+		if _, err := New(u, Options{}); err == nil {
 			t.Errorf("New(%q) accepted", s)
 		}
 	}
@@ -373,7 +373,7 @@ func TestHTTPSOrigin(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	roots := up.Client().Transport.(*http.Transport).TLSClientConfig
-	tr, err := New(u, http.DefaultTransport, Options{TLS: roots})
+	tr, err := New(u, Options{TLS: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestHTTPSOrigin(t *testing.T) {
 		t.Fatalf("got %q, want %q", b, want)
 	}
 	// Without those roots the server's certificate is refused.
-	plain, _ := New(u, http.DefaultTransport, Options{})
+	plain, _ := New(u, Options{})
 	defer plain.CloseIdleConnections()
 	r, _ = http.NewRequest("GET", up.URL+"/x", nil)
 	if _, err := plain.RoundTrip(r); err == nil {
@@ -406,7 +406,7 @@ func TestWaitsForAFreeConnection(t *testing.T) {
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
-	tr, err := New(u, http.DefaultTransport, Options{MaxConns: 1})
+	tr, err := New(u, Options{MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
