@@ -145,84 +145,27 @@ func TestSameAsNetHTTP(t *testing.T) {
 		name string
 		req  func(base string) *http.Request
 	}{
-		{"keyed POST", func(base string) *http.Request {
-			r, _ := http.NewRequest("POST", base+"/charge/a%2Fb?x=1&y=%20z", strings.NewReader(`{"amount":100}`))
-			r.Header.Set("Idempotency-Key", `"k1"`)
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Add("X-Multi", "a")
-			r.Header.Add("X-Multi", "b")
-			r.Header.Set("Cookie", "sid=abc; theme=dark; flag; q=a=b; e=")
-			r.Header.Add("Cookie", "second=line")
-			r.Header.Set("User-Agent", "client/1.0")
-			return r
-		}},
-		{"expect 100-continue", func(base string) *http.Request {
-			r, _ := http.NewRequest("POST", base+"/charge", strings.NewReader(`{"amount":5}`))
-			r.Header.Set("Expect", "100-continue")
-			r.Header.Set("Idempotency-Key", `"k2"`)
-			return r
-		}},
-		{"GET without user agent", func(base string) *http.Request {
-			r, _ := http.NewRequest("GET", base+"/items?page=2", nil)
-			r.Header.Set("User-Agent", "")
-			return r
-		}},
-		{"large body", func(base string) *http.Request {
-			r, _ := http.NewRequest("PUT", base+"/blob", strings.NewReader(big))
-			return r
-		}},
+		{"keyed POST", mk("POST", "/charge/a%2Fb?x=1&y=%20z", `{"amount":100}`,
+			"Idempotency-Key", `"k1"`, "Content-Type", "application/json", "X-Multi", "a", "X-Multi", "b",
+			"Cookie", "sid=abc; theme=dark; flag; q=a=b; e=", "Cookie", "second=line", "User-Agent", "client/1.0")},
+		{"expect 100-continue", mk("POST", "/charge", `{"amount":5}`, "Expect", "100-continue", "Idempotency-Key", `"k2"`)},
+		{"GET without user agent", mk("GET", "/items?page=2", "", "User-Agent", "")},
+		{"large body", mk("PUT", "/blob", big)},
 		{"chunked body", func(base string) *http.Request {
 			pr, pw := io.Pipe()
 			go func() { pw.Write([]byte("part one, ")); pw.Write([]byte("part two")); pw.Close() }()
 			r, _ := http.NewRequest("POST", base+"/stream", pr)
 			return r
 		}},
-		{"204", func(base string) *http.Request {
-			r, _ := http.NewRequest("DELETE", base+"/x", nil)
-			r.Header.Set("X-Answer", "204")
-			return r
-		}},
-		{"304", func(base string) *http.Request {
-			r, _ := http.NewRequest("GET", base+"/x", nil)
-			r.Header.Set("X-Answer", "304")
-			r.Header.Set("If-None-Match", `"v1"`)
-			return r
-		}},
-		{"HEAD", func(base string) *http.Request {
-			r, _ := http.NewRequest("HEAD", base+"/x", nil)
-			return r
-		}},
-		{"set-cookie, no content type", func(base string) *http.Request {
-			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
-			r.Header.Set("X-Answer", "cookies")
-			return r
-		}},
-		{"40 KB request header", func(base string) *http.Request {
-			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
-			r.Header.Set("X-Big-Request", strings.Repeat("r", 40<<10))
-			return r
-		}},
-		{"103 early hints first", func(base string) *http.Request {
-			r, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
-			r.Header.Set("X-Answer", "early-hints")
-			return r
-		}},
-		{"trailers asked for", func(base string) *http.Request {
-			r, _ := http.NewRequest("GET", base+"/x", nil)
-			r.Header.Set("X-Answer", "trailer")
-			r.Header.Set("Te", "trailers")
-			return r
-		}},
-		{"40 KB answer header", func(base string) *http.Request {
-			r, _ := http.NewRequest("GET", base+"/x", nil)
-			r.Header.Set("X-Answer", "big-header")
-			return r
-		}},
-		{"5 MB streamed answer", func(base string) *http.Request {
-			r, _ := http.NewRequest("GET", base+"/x", nil)
-			r.Header.Set("X-Answer", "big")
-			return r
-		}},
+		{"204", mk("DELETE", "/x", "", "X-Answer", "204")},
+		{"304", mk("GET", "/x", "", "X-Answer", "304", "If-None-Match", `"v1"`)},
+		{"HEAD", mk("HEAD", "/x", "")},
+		{"set-cookie, no content type", mk("POST", "/x", "b", "X-Answer", "cookies")},
+		{"40 KB request header", mk("POST", "/x", "b", "X-Big-Request", strings.Repeat("r", 40<<10))},
+		{"103 early hints first", mk("POST", "/x", "b", "X-Answer", "early-hints")},
+		{"trailers asked for", mk("GET", "/x", "", "X-Answer", "trailer", "Te", "trailers")},
+		{"40 KB answer header", mk("GET", "/x", "", "X-Answer", "big-header")},
+		{"5 MB streamed answer", mk("GET", "/x", "", "X-Answer", "big")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -240,6 +183,23 @@ func TestSameAsNetHTTP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// mk returns a request builder: method and path against a base URL, a
+// body (none if empty) and header lines as name, value pairs, added in
+// order so a name may repeat.
+func mk(method, path, body string, kv ...string) func(base string) *http.Request {
+	return func(base string) *http.Request {
+		var b io.Reader
+		if body != "" {
+			b = strings.NewReader(body)
+		}
+		r, _ := http.NewRequest(method, base+path, b)
+		for i := 0; i+1 < len(kv); i += 2 {
+			r.Header.Add(kv[i], kv[i+1])
+		}
+		return r
 	}
 }
 
