@@ -290,3 +290,18 @@ func TestGroupCallerLeavesStuckBatch(t *testing.T) {
 		t.Fatalf("a ran %d times", a.ran.Load())
 	}
 }
+
+// BenchmarkGroupLone: one caller at a time, the light-load case, where
+// every operation runs its own batch.
+func BenchmarkGroupLone(b *testing.B) {
+	g := &Group[*op]{Max: 256, Run: func(ops []*op) {
+		for _, o := range ops {
+			o.ran.Add(1)
+		}
+	}}
+	o := &op{}
+	b.ReportAllocs()
+	for b.Loop() {
+		g.Do(context.Background(), o)
+	}
+}
