@@ -8,9 +8,10 @@
 // goroutines (the caller, the connection's writer and its reader), and
 // each hand-off between them is a wake-up the scheduler pays for. A
 // HostClient writes the request and reads the response on the caller's
-// goroutine. Through a bare reverse proxy at 2,000 requests a second on
-// the 2-core bench machine that was 140 against 195 µs of CPU a request,
-// and a p99 of 2.1-2.3 against 2.6-3.4 ms (direct: 1.4-1.7 ms).
+// goroutine. Through httputil.ReverseProxy alone at 2,000 requests a
+// second on the 2-core bench machine (bash bench/proxycost.sh, 2 rounds)
+// that was 196-201 against 240-248 µs of CPU a request, p99 3.1-3.9
+// against 4.1-4.7 ms.
 package upstream
 
 import (
