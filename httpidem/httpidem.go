@@ -30,19 +30,11 @@ package httpidem
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
@@ -138,41 +130,27 @@ func New(opts Options) (*Middleware, error) {
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		out := m.serve(w, r, next)
-		if m.o.Observe != nil {
-			m.o.Observe(out, time.Since(start))
-		}
+		m.Observe(m.serve(w, r, next), time.Since(start))
 	})
 }
 
 func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) Outcome {
-	if !m.methods[r.Method] {
+	key, ans, out := m.Check(r.Method, r.Header.Values("Idempotency-Key"))
+	if out == Unkeyed {
 		next.ServeHTTP(w, r)
 		return Unkeyed
 	}
-	lines := r.Header.Values("Idempotency-Key")
-	if len(lines) == 0 {
-		if m.o.RequireKey {
-			problem(w, http.StatusBadRequest, "idempotency-key-missing", "Idempotency-Key is missing",
-				"This endpoint requires an Idempotency-Key header, e.g. Idempotency-Key: \"8e03978e-40d5-43e8-bc93-6894a57f9324\".", 0)
-			return Rejected
-		}
-		next.ServeHTTP(w, r)
-		return Unkeyed
-	}
-	key, err := ParseKey(lines)
-	if err != nil {
-		problem(w, http.StatusBadRequest, "idempotency-key-invalid", "Idempotency-Key is invalid", err.Error(), 0)
-		return Rejected
+	if ans != nil {
+		ans.write(w)
+		return out
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, m.o.MaxRequestBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			problem(w, http.StatusRequestEntityTooLarge, "request-too-large", "Request body too large",
-				fmt.Sprintf("Requests with an Idempotency-Key may carry at most %d bytes.", m.o.MaxRequestBytes), 0)
+			m.TooLarge().write(w)
 		} else {
-			problem(w, http.StatusBadRequest, "request-unreadable", "Request body could not be read", err.Error(), 0)
+			m.Unreadable(err).write(w)
 		}
 		return Rejected
 	}
@@ -180,165 +158,43 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 
-	scope := m.scope(r)
-	// Store calls outlive a client that hangs up: a completion must be
-	// recorded even if nobody waits for it any more.
-	base := context.WithoutCancel(r.Context())
-	ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-	res, err := m.o.Store.Claim(ctx, idem.ClaimRequest{Scope: scope, Key: key, Fingerprint: Fingerprint(r, body),
-		Lease: m.o.Lease, TTL: m.o.TTL, Takeover: true})
-	cancel()
-	if err != nil {
-		m.o.Logger.Error("idempotency key store unavailable; refusing the request", "err", err)
-		problem(w, http.StatusServiceUnavailable, "key-store-unavailable", "Idempotency key store unavailable",
-			"The request was not executed. Retry it later with the same Idempotency-Key.", time.Second)
-		return StoreError
+	var scope string
+	if h := m.ScopeHeader(); h != "" {
+		scope = strings.Join(r.Header.Values(h), "\n")
 	}
-	switch res.Status {
-	case idem.StatusDone:
-		if err := replay(w, res.Payload); err != nil {
-			m.o.Logger.Error("stored response unreadable", "err", err)
-			problem(w, http.StatusInternalServerError, "stored-response-unreadable", "Stored response unreadable", err.Error(), 0)
-		}
-		return Replayed
-	case idem.StatusHeld, idem.StatusAbandoned:
-		// Retry-After is short: the first request usually ends soon, and
-		// only a dead holder keeps the key until its lease ends.
-		problem(w, http.StatusConflict, "request-in-progress", "A request with this Idempotency-Key is in progress",
-			"Retry after the first request has finished; its response will then be returned.", time.Second)
-		return Conflict
-	case idem.StatusMismatch:
-		problem(w, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused for a different request",
-			"This key was first used with another method, path, query or body. Use a new key for a new request.", 0)
-		return Mismatch
+	claim, ans, out := m.Begin(r.Context(), Request{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+		Scope: scope, Key: key, Body: body})
+	if ans != nil {
+		ans.write(w)
+		return out
 	}
 	// The handler runs to its end even if the client hangs up: its answer
 	// is then stored and the client's retry gets it, instead of a second
 	// execution of a request whose outcome nobody saw.
-	m.execute(w, r.WithContext(base), next, base, scope, key, res.Token)
-	return Forwarded
-}
-
-// execute runs the handler for a claimed key, then stores or releases.
-func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.Handler, base context.Context, scope, key, token string) {
-	stop := m.heartbeat(base, scope, key, token)
-	rec := &recorder{header: http.Header{}, limit: m.o.MaxResponseBytes}
+	rec := &recorder{header: http.Header{}}
 	finished := false
 	defer func() {
 		if !finished {
 			// The handler panicked: its outcome is unknown to us, but it
 			// gave no answer, so a retry may run it again.
-			stop()
-			m.release(base, scope, key, token)
+			claim.Abandon()
 		}
 	}()
-	next.ServeHTTP(rec, r)
+	next.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
 	finished = true
-	stop() // before completing: a late renewal would find the key done
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	if rec.status >= 500 || rec.status == http.StatusTooManyRequests {
-		m.release(base, scope, key, token)
-	} else {
-		m.complete(base, scope, key, token, rec)
-	}
+	claim.Finish(rec.status, rec.header, rec.body.Bytes())
 	rec.writeTo(w)
-}
-
-// heartbeat renews the lease while the handler runs, so a slow handler is
-// not mistaken for a dead one. A timer, not a goroutine with a ticker:
-// almost every request ends long before its first renewal, and a
-// goroutine, a ticker and two channels per request were CPU that a proxy
-// on a small machine shares with its upstream and its store. The returned
-// stop waits for a renewal in progress.
-func (m *Middleware) heartbeat(base context.Context, scope, key, token string) (stop func()) {
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	mu.Lock() // the callback must not see t unset
-	defer mu.Unlock()
-	t = time.AfterFunc(m.o.Lease/3, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-		err := m.o.Store.Extend(ctx, scope, key, token, m.o.Lease)
-		cancel()
-		if err != nil {
-			m.o.Logger.Warn("could not renew the lease of a running request", "err", err)
-		}
-		t.Reset(m.o.Lease / 3)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
-	}
-}
-
-func (m *Middleware) release(base context.Context, scope, key, token string) {
-	ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-	defer cancel()
-	if err := m.o.Store.Release(ctx, scope, key, token); err != nil {
-		// Not released: the claim ends with its lease instead.
-		m.o.Logger.Warn("could not release a claim; it ends with its lease", "err", err)
-	}
-}
-
-// complete stores the response, retrying a failing store a few times: a
-// response that is not recorded lets a retry run the request again once
-// the lease ends.
-func (m *Middleware) complete(base context.Context, scope, key, token string, rec *recorder) {
-	payload := rec.encode()
-	var err error
-	for try, wait := 0, 20*time.Millisecond; try < 4; try, wait = try+1, wait*4 {
-		ctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-		err = m.o.Store.Complete(ctx, scope, key, token, payload, m.o.TTL)
-		cancel()
-		if err == nil || errors.Is(err, idem.ErrLost) {
-			break
-		}
-		time.Sleep(wait)
-	}
-	if err != nil {
-		m.o.Logger.Error("response not recorded; a retry after the lease may run the request again", "err", err)
-	}
-}
-
-// scope is method, path and a hash of the scope header: the raw header
-// (a credential) is never stored.
-func (m *Middleware) scope(r *http.Request) string {
-	var v string
-	if m.o.ScopeHeader != "-" {
-		v = strings.Join(r.Header.Values(m.o.ScopeHeader), "\n")
-	}
-	h := sha256.Sum256([]byte(v))
-	return r.Method + " " + r.URL.EscapedPath() + " " + hex.EncodeToString(h[:16])
-}
-
-// Fingerprint identifies a request: method, path, query and body, each
-// length-prefixed so no two different requests encode alike.
-func Fingerprint(r *http.Request, body []byte) string {
-	h := sha256.New()
-	var buf [binary.MaxVarintLen64]byte
-	for _, part := range [][]byte{[]byte(r.Method), []byte(r.URL.EscapedPath()), []byte(r.URL.RawQuery), body} {
-		h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(part)))])
-		h.Write(part)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return out
 }
 
 // recorder buffers the handler's response so it can be stored.
 type recorder struct {
-	header    http.Header
-	status    int
-	body      bytes.Buffer
-	limit     int64
-	truncated bool
+	header http.Header
+	status int
+	body   bytes.Buffer
 }
 
 func (rc *recorder) Header() http.Header { return rc.header }
@@ -363,63 +219,4 @@ func (rc *recorder) writeTo(w http.ResponseWriter) {
 	}
 	w.WriteHeader(rc.status)
 	w.Write(rc.body.Bytes())
-}
-
-// stored is the record of a response in the key store.
-type stored struct {
-	Status  int         `json:"status"`
-	Header  http.Header `json:"header"`
-	Body    []byte      `json:"body"`
-	Omitted bool        `json:"omitted,omitempty"`
-}
-
-// Headers that describe one connection or one transfer, not the response.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te", "Content-Length", "Date"}
-
-func (rc *recorder) encode() []byte {
-	h := rc.header.Clone()
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
-	s := stored{Status: rc.status, Header: h, Body: rc.body.Bytes()}
-	if int64(rc.body.Len()) > rc.limit {
-		s.Body, s.Omitted = nil, true
-	}
-	b, _ := json.Marshal(s) // plain data: cannot fail
-	return b
-}
-
-func replay(w http.ResponseWriter, payload []byte) error {
-	var s stored
-	if err := json.Unmarshal(payload, &s); err != nil {
-		return err
-	}
-	h := w.Header()
-	for k, v := range s.Header {
-		h[k] = v
-	}
-	h.Set("Idempotent-Replayed", "true")
-	if s.Omitted {
-		h.Set("Idempotent-Body-Omitted", "true")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(s.Body)))
-	w.WriteHeader(s.Status)
-	w.Write(s.Body) // an error here is a client that went away
-	return nil
-}
-
-// problem writes an RFC 9457 problem+json answer.
-func problem(w http.ResponseWriter, status int, kind, title, detail string, retryAfter time.Duration) {
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	if retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
-	}
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{
-		"type":   "https://github.com/idemhq/idem/blob/main/SPEC.md#" + kind,
-		"title":  title,
-		"status": status,
-		"detail": detail,
-	})
 }
