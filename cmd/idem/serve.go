@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/httpidem"
+	"github.com/idemhq/idem/internal/front"
 	"github.com/idemhq/idem/internal/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +25,7 @@ import (
 
 type serveOpts struct {
 	listen, upstream, store, methods, scopeHeader, admin string
+	engine                                               string
 	ttl, lease, shutdown                                 time.Duration
 	requireKey                                           bool
 }
@@ -61,6 +61,10 @@ flight (up to --shutdown-timeout).`,
 	fl.StringVar(&o.scopeHeader, "scope-header", "Authorization", `header whose value (hashed) scopes keys per client; "-" for none`)
 	fl.StringVar(&o.admin, "admin", "", "address for /healthz and /metrics (off when empty)")
 	fl.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests on SIGTERM")
+	// Hidden: the tests run every serve test on both front ends, and a
+	// bench can compare them.
+	fl.StringVar(&o.engine, "engine", "fast", `front end: "fast" (fasthttp) or "std" (net/http)`)
+	fl.MarkHidden("engine")
 	return c
 }
 
@@ -71,6 +75,9 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	}
 	if err != nil || (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
 		return idem.BadInput("--upstream %q is not an http:// or https:// URL", idem.RedactURL(o.upstream))
+	}
+	if o.engine != "fast" && o.engine != "std" {
+		return idem.BadInput("--engine %q: want fast or std", o.engine)
 	}
 	if o.lease < time.Second || o.ttl < o.lease {
 		return idem.BadInput("need --lease ≥ 1s and --ttl ≥ --lease")
@@ -122,43 +129,27 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 		return idem.BadInput("--upstream %q: %v", idem.RedactURL(o.upstream), err)
 	}
 	defer tr.CloseIdleConnections()
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(up)
-			pr.SetXForwarded()
-			// The middleware has buffered a keyed request's body. Handing
-			// net/http's transport (upstream's fallback) that buffer,
-			// instead of the proxy's wrapper around it, lets it send
-			// headers and body in one write: it flushes the headers first
-			// for a body it cannot see is in memory. The fast path takes
-			// the buffer from GetBody itself.
-			if pr.In.GetBody != nil && pr.Out.ContentLength > 0 {
-				if b, err := pr.In.GetBody(); err == nil {
-					pr.Out.Body = b
-				}
-			}
-		},
-		Transport:  tr,
-		BufferPool: &bufPool{},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			e.log.Warn("upstream gave no answer", "err", err)
-			w.WriteHeader(http.StatusBadGateway)
-		},
-	}
-
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
-	srv := &http.Server{Handler: mw.Wrap(proxy), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
-	servers := []*http.Server{srv}
+	// The fasthttp front end, unless the upstream is reached through an
+	// HTTP proxy from the environment, which only net/http's client does.
+	fo := front.Options{Guard: mw, Upstream: up, Transport: tr, Logger: e.log}
+	var srv server = &http.Server{Handler: front.Handler(fo), ReadHeaderTimeout: 10 * time.Second}
+	if o.engine == "fast" && !tr.ViaProxy() {
+		if srv, err = front.New(fo); err != nil {
+			return err
+		}
+	}
+	servers := []server{srv}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	adminAddr := ""
 	if o.admin != "" {
 		aln, err := net.Listen("tcp", o.admin)
 		if err != nil {
-			srv.Close()
+			srv.Shutdown(context.Background())
 			return fmt.Errorf("listen %s (admin): %w", o.admin, err)
 		}
 		adminAddr = aln.Addr().String()
@@ -185,8 +176,10 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 
 	select {
 	case err := <-errc:
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
 		for _, s := range servers {
-			s.Close()
+			s.Shutdown(cctx)
 		}
 		return err
 	case <-ctx.Done():
@@ -206,18 +199,11 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	return firstErr
 }
 
-// bufPool reuses the proxy's copy buffers: allocating and zeroing 32 KiB
-// per request was a tenth of the proxy's CPU.
-type bufPool struct{ p sync.Pool }
-
-func (b *bufPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
+// server is a front end or the admin listener's server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
 }
-
-func (b *bufPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // gcFloor sets the proxy's garbage collection pace, unless GOGC or
 // GOMEMLIMIT says otherwise, and returns what must stay alive for it.

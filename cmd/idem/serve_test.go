@@ -104,37 +104,45 @@ func countingUpstream(t *testing.T, block func(n int64)) (*httptest.Server, *ato
 	return srv, &calls
 }
 
+// engines are idem serve's front ends (the hidden --engine flag): every
+// serve test runs on each.
+var engines = []string{"fast", "std"}
+
 func TestServeProxy(t *testing.T) {
-	for name, store := range keyStoreURLs(t) {
-		t.Run(name, func(t *testing.T) {
-			up, calls := countingUpstream(t, nil)
-			p := startServe(t, "--upstream", up.URL, "--store", store)
-			key := `"` + idem.NewToken() + `"`
-			if st, h, b := post(t, "http://"+p.addr+"/charge", key, "a"); st != 201 || h.Get("Idempotent-Replayed") != "" || b != "call 1" {
-				t.Fatalf("first: %d %v %q", st, h, b)
-			}
-			if st, h, b := post(t, "http://"+p.addr+"/charge", key, "a"); st != 201 || h.Get("Idempotent-Replayed") != "true" || b != "call 1" {
-				t.Fatalf("replay: %d %v %q", st, h, b)
-			}
-			if st, _, _ := post(t, "http://"+p.addr+"/charge", key, "b"); st != 422 {
-				t.Fatalf("other body: %d", st)
-			}
-			post(t, "http://"+p.addr+"/charge", "", "a")
-			if calls.Load() != 2 {
-				t.Fatalf("upstream calls %d, want 2", calls.Load())
-			}
-			if st, b := get(t, "http://"+p.admin+"/healthz"); st != 200 || b != "ok\n" {
-				t.Fatalf("healthz: %d %q", st, b)
-			}
-			_, m := get(t, "http://"+p.admin+"/metrics")
-			for _, want := range []string{`idem_requests_total{outcome="forwarded"} 1`, `idem_requests_total{outcome="replayed"} 1`,
-				`idem_requests_total{outcome="mismatch"} 1`, `idem_requests_total{outcome="unkeyed"} 1`, `idem_requests_total{outcome="store_error"} 0`,
-				`idem_request_duration_seconds_count{outcome="forwarded"} 1`} {
-				if !strings.Contains(m, want) {
-					t.Fatalf("metrics lack %s:\n%s", want, m)
-				}
-			}
-		})
+	for _, engine := range engines {
+		for name, store := range keyStoreURLs(t) {
+			t.Run(engine+"/"+name, func(t *testing.T) { testServeProxy(t, engine, store) })
+		}
+	}
+}
+
+func testServeProxy(t *testing.T, engine, store string) {
+	up, calls := countingUpstream(t, nil)
+	p := startServe(t, "--upstream", up.URL, "--store", store, "--engine", engine)
+	key := `"` + idem.NewToken() + `"`
+	if st, h, b := post(t, "http://"+p.addr+"/charge", key, "a"); st != 201 || h.Get("Idempotent-Replayed") != "" || b != "call 1" {
+		t.Fatalf("first: %d %v %q", st, h, b)
+	}
+	if st, h, b := post(t, "http://"+p.addr+"/charge", key, "a"); st != 201 || h.Get("Idempotent-Replayed") != "true" || b != "call 1" {
+		t.Fatalf("replay: %d %v %q", st, h, b)
+	}
+	if st, _, _ := post(t, "http://"+p.addr+"/charge", key, "b"); st != 422 {
+		t.Fatalf("other body: %d", st)
+	}
+	post(t, "http://"+p.addr+"/charge", "", "a")
+	if calls.Load() != 2 {
+		t.Fatalf("upstream calls %d, want 2", calls.Load())
+	}
+	if st, b := get(t, "http://"+p.admin+"/healthz"); st != 200 || b != "ok\n" {
+		t.Fatalf("healthz: %d %q", st, b)
+	}
+	_, m := get(t, "http://"+p.admin+"/metrics")
+	for _, want := range []string{`idem_requests_total{outcome="forwarded"} 1`, `idem_requests_total{outcome="replayed"} 1`,
+		`idem_requests_total{outcome="mismatch"} 1`, `idem_requests_total{outcome="unkeyed"} 1`, `idem_requests_total{outcome="store_error"} 0`,
+		`idem_request_duration_seconds_count{outcome="forwarded"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("metrics lack %s:\n%s", want, m)
+		}
 	}
 }
 
@@ -166,56 +174,68 @@ func TestServeKilledMidRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SIGKILL test skipped with -short")
 	}
-	for name, store := range keyStoreURLs(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			started := make(chan struct{}, 1)
-			release := make(chan struct{})
-			up, calls := countingUpstream(t, func(n int64) {
-				if n == 1 {
-					started <- struct{}{}
-					<-release
-				}
+	for _, engine := range engines {
+		for name, store := range keyStoreURLs(t) {
+			t.Run(engine+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				testServeKilled(t, engine, store)
 			})
-			defer close(release)
-			p1 := startServe(t, "--upstream", up.URL, "--store", store, "--lease", "1s")
-			key := `"` + idem.NewToken() + `"`
-			go func() {
-				req, _ := http.NewRequest("POST", "http://"+p1.addr+"/pay", strings.NewReader("x"))
-				req.Header.Set("Idempotency-Key", key)
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}()
-			<-started
-			p1.cmd.Process.Signal(syscall.SIGKILL)
-			<-p1.done
-			p2 := startServe(t, "--upstream", up.URL, "--store", store, "--lease", "1s")
-			if st, h, _ := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 409 || h.Get("Retry-After") == "" {
-				t.Fatalf("retry while the dead proxy's lease runs: %d, want 409 with Retry-After", st)
-			}
-			time.Sleep(1300 * time.Millisecond)
-			if st, h, b := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 201 || h.Get("Idempotent-Replayed") != "" || b != "call 2" {
-				t.Fatalf("retry after the lease: %d %v %q, want a fresh call 2", st, h, b)
-			}
-			for i := 0; i < 3; i++ {
-				if st, h, b := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 201 || h.Get("Idempotent-Replayed") != "true" || b != "call 2" {
-					t.Fatalf("later retry: %d %v %q, want the replay of call 2", st, h, b)
-				}
-			}
-			if calls.Load() != 2 {
-				t.Fatalf("upstream calls %d, want 2 (the lost one and exactly one re-execution)", calls.Load())
-			}
-		})
+		}
+	}
+}
+
+func testServeKilled(t *testing.T, engine, store string) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	up, calls := countingUpstream(t, func(n int64) {
+		if n == 1 {
+			started <- struct{}{}
+			<-release
+		}
+	})
+	defer close(release)
+	p1 := startServe(t, "--upstream", up.URL, "--store", store, "--lease", "1s", "--engine", engine)
+	key := `"` + idem.NewToken() + `"`
+	go func() {
+		req, _ := http.NewRequest("POST", "http://"+p1.addr+"/pay", strings.NewReader("x"))
+		req.Header.Set("Idempotency-Key", key)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	p1.cmd.Process.Signal(syscall.SIGKILL)
+	<-p1.done
+	p2 := startServe(t, "--upstream", up.URL, "--store", store, "--lease", "1s", "--engine", engine)
+	if st, h, _ := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 409 || h.Get("Retry-After") == "" {
+		t.Fatalf("retry while the dead proxy's lease runs: %d, want 409 with Retry-After", st)
+	}
+	time.Sleep(1300 * time.Millisecond)
+	if st, h, b := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 201 || h.Get("Idempotent-Replayed") != "" || b != "call 2" {
+		t.Fatalf("retry after the lease: %d %v %q, want a fresh call 2", st, h, b)
+	}
+	for i := 0; i < 3; i++ {
+		if st, h, b := post(t, "http://"+p2.addr+"/pay", key, "x"); st != 201 || h.Get("Idempotent-Replayed") != "true" || b != "call 2" {
+			t.Fatalf("later retry: %d %v %q, want the replay of call 2", st, h, b)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("upstream calls %d, want 2 (the lost one and exactly one re-execution)", calls.Load())
 	}
 }
 
 // TestServeGracefulShutdown: SIGTERM during a request lets it finish and
 // record its response, then the proxy exits 0.
 func TestServeGracefulShutdown(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { testServeGracefulShutdown(t, engine) })
+	}
+}
+
+func testServeGracefulShutdown(t *testing.T, engine string) {
 	store := "sqlite:" + t.TempDir() + "/k.db"
 	up, _ := countingUpstream(t, func(int64) { time.Sleep(800 * time.Millisecond) })
-	p := startServe(t, "--upstream", up.URL, "--store", store)
+	p := startServe(t, "--upstream", up.URL, "--store", store, "--engine", engine)
 	key := `"` + idem.NewToken() + `"`
 	type res struct {
 		st int
@@ -241,7 +261,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Fatal("idem serve did not exit after SIGTERM")
 	}
 	// The response was recorded before exit: a new proxy replays it.
-	p2 := startServe(t, "--upstream", up.URL, "--store", store)
+	p2 := startServe(t, "--upstream", up.URL, "--store", store, "--engine", engine)
 	if st, h, b := post(t, "http://"+p2.addr+"/slow", key, "x"); st != 201 || h.Get("Idempotent-Replayed") != "true" || b != "call 1" {
 		t.Fatalf("after restart: %d %v %q", st, h, b)
 	}

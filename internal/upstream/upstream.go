@@ -174,6 +174,21 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 }
 
+// Do sends req, whose URI names the origin, on the fast path and reads
+// the answer into resp; its body streams from the connection until resp
+// is released or its stream closed. A request that meets a connection the
+// upstream has just closed is sent once more when it may be replayed by
+// its method or key (as RoundTrip decides) and bodyInMemory says its body
+// can be sent again.
+func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, bodyInMemory bool) error {
+	err := t.fast.Do(req, resp)
+	if err != nil && bodyInMemory && closedConn(err) && replayable(string(req.Header.Method()),
+		len(req.Header.Peek("Idempotency-Key")) > 0 || len(req.Header.Peek("X-Idempotency-Key")) > 0) {
+		err = t.fast.Do(req, resp)
+	}
+	return err
+}
+
 func (t *Transport) do(req *fasthttp.Request, resp *fasthttp.Response, r *http.Request) error {
 	if d, ok := r.Context().Deadline(); ok {
 		return t.fast.DoDeadline(req, resp, d)
@@ -192,20 +207,36 @@ func (t *Transport) do(req *fasthttp.Request, resp *fasthttp.Response, r *http.R
 // request that got no answer releases its key and the client's own retry
 // would send it again.
 func retry(r *http.Request, err error) bool {
-	if !errors.Is(err, fasthttp.ErrConnectionClosed) && !errors.Is(err, io.EOF) {
+	if !closedConn(err) {
 		return false
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
 		return false
 	}
-	switch r.Method {
+	_, a := r.Header["Idempotency-Key"]
+	_, b := r.Header["X-Idempotency-Key"]
+	return replayable(r.Method, a || b)
+}
+
+// closedConn is an error of a request the server closed the connection on
+// before answering.
+func closedConn(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF)
+}
+
+// replayable: a method the upstream must treat as idempotent, or a
+// request it can deduplicate by its key.
+func replayable(method string, keyed bool) bool {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	_, a := r.Header["Idempotency-Key"]
-	_, b := r.Header["X-Idempotency-Key"]
-	return a || b
+	return keyed
 }
+
+// ViaProxy says whether the origin is reached through an HTTP proxy from
+// the environment, which only the net/http path does.
+func (t *Transport) ViaProxy() bool { return t.viaProxy }
 
 // build copies r into req. The body is handed over as a stream with its
 // length, so a buffered body is written with the headers in one write

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,86 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/idemhq/idem/internal/proxytest"
 )
-
-// seen is what the upstream received.
-type seen struct {
-	Method, URI, Host string
-	Header            http.Header
-	ContentLength     int64
-	Chunked           bool
-	Body              string
-}
-
-// echo answers every request with what it received, shaped by the
-// request's X-Answer header: "204", "304", "big" (a 5 MB chunked body),
-// "cookies" (two Set-Cookie lines, no Content-Type).
-func echo(t *testing.T) *httptest.Server {
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		h := r.Header.Clone()
-		h.Del("Accept-Encoding") // net/http's transport asks for gzip on its own
-		s := seen{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: h, ContentLength: r.ContentLength,
-			Chunked: len(r.TransferEncoding) > 0, Body: string(b)}
-		switch r.Header.Get("X-Answer") {
-		case "204":
-			w.Header().Set("X-Kind", "none")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		case "304":
-			w.Header().Set("ETag", `"v1"`)
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case "big":
-			w.Header().Set("Content-Type", "application/octet-stream")
-			w.WriteHeader(http.StatusOK)
-			chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
-			for range 80 {
-				w.Write(chunk)
-				w.(http.Flusher).Flush()
-			}
-			return
-		case "big-header":
-			w.Header().Set("X-Big", strings.Repeat("h", 40<<10))
-			w.WriteHeader(http.StatusOK)
-			return
-		case "trailer":
-			w.Header().Set("Trailer", "X-Checksum")
-			w.WriteHeader(http.StatusOK)
-			w.Write([]byte("body"))
-			w.(http.Flusher).Flush()
-			w.Header().Set("X-Checksum", "abc")
-			return
-		case "early-hints":
-			w.Header().Set("Link", "</style.css>; rel=preload")
-			w.WriteHeader(http.StatusEarlyHints)
-			w.Header().Del("Link")
-			w.WriteHeader(http.StatusCreated)
-			fmt.Fprint(w, "final")
-			return
-		case "cookies":
-			w.Header()["Content-Type"] = nil
-			w.Header().Add("Set-Cookie", "a=1; Path=/")
-			w.Header().Add("Set-Cookie", "b=2; HttpOnly")
-			w.WriteHeader(http.StatusCreated)
-			fmt.Fprint(w, "made")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Add("X-Multi", "1")
-		w.Header().Add("X-Multi", "2")
-		w.WriteHeader(http.StatusCreated)
-		json.NewEncoder(w).Encode(s)
-	}))
-}
-
-// answer is what a client of the proxy saw.
-type answer struct {
-	Status  int
-	Header  http.Header
-	Body    string
-	Trailer http.Header
-}
 
 func proxyWith(t *testing.T, upURL string, tr http.RoundTripper) *httptest.Server {
 	up, _ := url.Parse(upURL)
@@ -108,27 +30,11 @@ func proxyWith(t *testing.T, upURL string, tr http.RoundTripper) *httptest.Serve
 	return s
 }
 
-func call(t *testing.T, c *http.Client, req func() *http.Request) answer {
-	t.Helper()
-	res, err := c.Do(req())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := res.Header.Clone()
-	h.Del("Date")
-	return answer{Status: res.StatusCode, Header: h, Body: string(b), Trailer: res.Trailer}
-}
-
 // TestSameAsNetHTTP sends each request through a reverse proxy on
 // net/http's transport and through one on ours: the upstream must see the
 // same request and the client the same answer.
 func TestSameAsNetHTTP(t *testing.T) {
-	up := echo(t)
+	up := proxytest.Echo(t)
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	ours, err := New(u, Options{})
@@ -140,38 +46,11 @@ func TestSameAsNetHTTP(t *testing.T) {
 	fast := proxyWith(t, up.URL, ours)
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 
-	big := strings.Repeat("x", 70000)
-	cases := []struct {
-		name string
-		req  func(base string) *http.Request
-	}{
-		{"keyed POST", mk("POST", "/charge/a%2Fb?x=1&y=%20z", `{"amount":100}`,
-			"Idempotency-Key", `"k1"`, "Content-Type", "application/json", "X-Multi", "a", "X-Multi", "b",
-			"Cookie", "sid=abc; theme=dark; flag; q=a=b; e=", "Cookie", "second=line", "User-Agent", "client/1.0")},
-		{"expect 100-continue", mk("POST", "/charge", `{"amount":5}`, "Expect", "100-continue", "Idempotency-Key", `"k2"`)},
-		{"GET without user agent", mk("GET", "/items?page=2", "", "User-Agent", "")},
-		{"large body", mk("PUT", "/blob", big)},
-		{"chunked body", func(base string) *http.Request {
-			pr, pw := io.Pipe()
-			go func() { pw.Write([]byte("part one, ")); pw.Write([]byte("part two")); pw.Close() }()
-			r, _ := http.NewRequest("POST", base+"/stream", pr)
-			return r
-		}},
-		{"204", mk("DELETE", "/x", "", "X-Answer", "204")},
-		{"304", mk("GET", "/x", "", "X-Answer", "304", "If-None-Match", `"v1"`)},
-		{"HEAD", mk("HEAD", "/x", "")},
-		{"set-cookie, no content type", mk("POST", "/x", "b", "X-Answer", "cookies")},
-		{"40 KB request header", mk("POST", "/x", "b", "X-Big-Request", strings.Repeat("r", 40<<10))},
-		{"103 early hints first", mk("POST", "/x", "b", "X-Answer", "early-hints")},
-		{"trailers asked for", mk("GET", "/x", "", "X-Answer", "trailer", "Te", "trailers")},
-		{"40 KB answer header", mk("GET", "/x", "", "X-Answer", "big-header")},
-		{"5 MB streamed answer", mk("GET", "/x", "", "X-Answer", "big")},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+	for _, c := range proxytest.Cases() {
+		t.Run(c.Name, func(t *testing.T) {
 			for i := 0; i < 2; i++ { // the second time on a reused connection
-				want := call(t, client, func() *http.Request { return c.req(std.URL) })
-				got := call(t, client, func() *http.Request { return c.req(fast.URL) })
+				want := proxytest.Call(t, client, func() *http.Request { return c.Req(std.URL) })
+				got := proxytest.Call(t, client, func() *http.Request { return c.Req(fast.URL) })
 				// The upstream saw the proxy's own address in X-Forwarded-Host.
 				got.Body = strings.ReplaceAll(got.Body, strings.TrimPrefix(fast.URL, "http://"), "PROXY")
 				want.Body = strings.ReplaceAll(want.Body, strings.TrimPrefix(std.URL, "http://"), "PROXY")
@@ -183,23 +62,6 @@ func TestSameAsNetHTTP(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// mk returns a request builder: method and path against a base URL, a
-// body (none if empty) and header lines as name, value pairs, added in
-// order so a name may repeat.
-func mk(method, path, body string, kv ...string) func(base string) *http.Request {
-	return func(base string) *http.Request {
-		var b io.Reader
-		if body != "" {
-			b = strings.NewReader(body)
-		}
-		r, _ := http.NewRequest(method, base+path, b)
-		for i := 0; i+1 < len(kv); i += 2 {
-			r.Header.Add(kv[i], kv[i+1])
-		}
-		return r
 	}
 }
 
@@ -288,7 +150,7 @@ func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // TestUpgradeGoesToFallback: protocol upgrades are net/http's.
 func TestUpgradeGoesToFallback(t *testing.T) {
-	up := echo(t)
+	up := proxytest.Echo(t)
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	fb := &counting{rt: http.DefaultTransport}

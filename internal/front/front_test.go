@@ -1,0 +1,335 @@
+package front
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem/httpidem"
+	"github.com/idemhq/idem/internal/proxytest"
+	"github.com/idemhq/idem/internal/upstream"
+	"github.com/idemhq/idem/memstore"
+)
+
+// fronts starts both front ends for the upstream at upURL, each with a
+// key store of its own, and returns their base URLs.
+func fronts(t *testing.T, upURL string) (std, fast string) {
+	t.Helper()
+	return startStd(t, upURL), startFast(t, upURL)
+}
+
+func options(t *testing.T, upURL string) Options {
+	t.Helper()
+	up, err := url.Parse(upURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := upstream.New(up, upstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	g, err := httpidem.New(httpidem.Options{Store: memstore.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{Guard: g, Upstream: up, Transport: tr}
+}
+
+func startStd(t *testing.T, upURL string) string {
+	srv := httptest.NewServer(Handler(options(t, upURL)))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func startFast(t *testing.T, upURL string) string {
+	t.Helper()
+	s, err := New(options(t, upURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestSameAsNetHTTP sends each request through both front ends, twice
+// (the second time on a reused connection; a keyed request is then a
+// replay): the upstream must see the same request and the client the
+// same answer, but for the differences the package documents.
+func TestSameAsNetHTTP(t *testing.T) {
+	up := proxytest.Echo(t)
+	defer up.Close()
+	for _, prefix := range []string{"", "/api/v1?tenant=7"} {
+		std, fast := fronts(t, up.URL+prefix)
+		client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		for _, c := range proxytest.Cases() {
+			t.Run(fmt.Sprintf("%s%s", c.Name, prefix), func(t *testing.T) {
+				for i := 0; i < 2; i++ {
+					want := proxytest.Call(t, client, func() *http.Request { return c.Req(std) })
+					got := proxytest.Call(t, client, func() *http.Request { return c.Req(fast) })
+					got.Body = strings.ReplaceAll(got.Body, strings.TrimPrefix(fast, "http://"), "PROXY")
+					want.Body = strings.ReplaceAll(want.Body, strings.TrimPrefix(std, "http://"), "PROXY")
+					expectDifferences(c.Name, &want)
+					if !reflect.DeepEqual(got, want) {
+						if len(want.Body) > 600 {
+							want.Body, got.Body = want.Body[:600], got.Body[:min(600, len(got.Body))]
+						}
+						t.Fatalf("through fasthttp:\n%+v\nthrough net/http:\n%+v", got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// expectDifferences turns net/http's answer into the one the fasthttp
+// front end gives by design.
+func expectDifferences(name string, want *proxytest.Answer) {
+	switch name {
+	case "expect 100-continue":
+		// The body is in hand when the request is forwarded: the
+		// upstream is not asked whether to send it.
+		const expect = `"Expect":["100-continue"],`
+		want.Body = strings.Replace(want.Body, expect, "", 1)
+		n, _ := strconv.Atoi(want.Header.Get("Content-Length"))
+		want.Header.Set("Content-Length", strconv.Itoa(n-len(expect)))
+	case "set-cookie, no content type":
+		// net/http's server guesses a Content-Type the upstream did not
+		// send; the fasthttp front end adds none.
+		want.Header.Del("Content-Type")
+	case "103 early hints first":
+		// fasthttp's client reads past informational answers.
+		return
+	}
+}
+
+// TestHandOver: an upgrade request, and every later request on its
+// connection, is served by net/http's front end, which speaks the
+// upgraded protocol; the keyed requests before it on the same
+// connection were fasthttp's, and the guard holds across the hand-over.
+func TestHandOver(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			line, _ := brw.ReadString('\n')
+			brw.WriteString("echo: " + line)
+			brw.Flush()
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "call %d", calls.Add(1))
+	}))
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	c, err := net.Dial("tcp", strings.TrimPrefix(fast, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	post := func() (string, string) {
+		fmt.Fprintf(c, "POST /pay HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k\"\r\nContent-Length: 1\r\n\r\nx")
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return string(b), res.Header.Get("Idempotent-Replayed")
+	}
+	if b, rep := post(); b != "call 1" || rep != "" {
+		t.Fatalf("first: %q replayed=%q", b, rep)
+	}
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	fmt.Fprintf(c, "hello\n")
+	if line, _ := br.ReadString('\n'); line != "echo: hello\n" {
+		t.Fatalf("upgraded connection: %q", line)
+	}
+	// A fresh connection still gets the replay from the fasthttp side.
+	c2, err := net.Dial("tcp", strings.TrimPrefix(fast, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c, br = c2, bufio.NewReader(c2)
+	if b, rep := post(); b != "call 1" || rep != "true" || calls.Load() != 1 {
+		t.Fatalf("after the hand-over: %q replayed=%q, upstream calls %d", b, rep, calls.Load())
+	}
+}
+
+// TestConnectionFields: the client's Connection: close closes the
+// client's connection, not the upstream's; the upstream's closes neither;
+// fields a Connection field names are dropped both ways; the client's
+// X-Forwarded-* are replaced.
+func TestConnectionFields(t *testing.T) {
+	var conns atomic.Int64
+	var last atomic.Value
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		last.Store(r.Header.Clone())
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		fmt.Fprint(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	req := func(close bool) *http.Response {
+		r, _ := http.NewRequest("GET", fast+"/x", nil)
+		r.Close = close
+		r.Header.Set("Connection", "X-Private")
+		r.Header.Set("X-Private", "p")
+		r.Header.Set("X-Forwarded-For", "6.6.6.6")
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	res := req(false)
+	if res.Header.Get("X-Hop") != "" || res.Header.Get("Keep-Alive") != "" || res.Close {
+		t.Fatalf("answer carried hop-by-hop fields or closed: %v close=%v", res.Header, res.Close)
+	}
+	h := last.Load().(http.Header)
+	if h.Get("X-Private") != "" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" {
+		t.Fatalf("upstream saw %v", h)
+	}
+	if res := req(true); !res.Close {
+		t.Fatal("the client's Connection: close was not honoured")
+	}
+	req(false)
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("upstream connections %d, want 1 (kept across the client's close)", n)
+	}
+}
+
+// TestBadGateway: no answer from the upstream is 502, and a keyed
+// request's key is free again.
+func TestBadGateway(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	fast := startFast(t, "http://"+addr)
+	r, _ := http.NewRequest("POST", fast+"/pay", strings.NewReader("x"))
+	r.Header.Set("Idempotency-Key", `"k"`)
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", res.StatusCode)
+	}
+	r, _ = http.NewRequest("POST", fast+"/pay", strings.NewReader("x"))
+	r.Header.Set("Idempotency-Key", `"k"`)
+	if res, err = http.DefaultClient.Do(r); err != nil || res.StatusCode != http.StatusBadGateway {
+		t.Fatalf("retry: %v %v, want another 502 (not 409: the key was released)", res, err)
+	}
+	res.Body.Close()
+}
+
+// TestLargeBodies: an unkeyed upload larger than anything buffered
+// streams through; a keyed body over the guard's limit is 413 and is not
+// forwarded.
+func TestLargeBodies(t *testing.T) {
+	var got atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Store(n)
+		fmt.Fprint(w, n)
+	}))
+	defer up.Close()
+	o := options(t, up.URL)
+	o.Guard, _ = httpidem.New(httpidem.Options{Store: memstore.New(), MaxRequestBytes: 1 << 20})
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	base := "http://" + ln.Addr().String()
+	const size = 30 << 20
+	res, err := http.Post(base+"/upload", "application/octet-stream", io.LimitReader(zeros{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != fmt.Sprint(size) {
+		t.Fatalf("streamed upload: upstream read %s bytes, want %d", b, size)
+	}
+	// A client still sending a body the server has refused may see its
+	// write fail before it reads the answer: a raw connection reads it.
+	got.Store(-1)
+	for _, framing := range []string{"Content-Length: 2097152", "Transfer-Encoding: chunked"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /pay HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"big\"\r\n%s\r\n\r\n", framing)
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < 1<<20+len(chunk); sent += len(chunk) {
+			if strings.HasPrefix(framing, "Transfer") {
+				fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk)
+			} else {
+				c.Write(chunk)
+			}
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || res.StatusCode != http.StatusRequestEntityTooLarge || got.Load() != -1 {
+			t.Fatalf("keyed body over the limit (%s): %v %v, upstream read %d", framing, res, err, got.Load())
+		}
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
