@@ -105,17 +105,29 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 		Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"outcome"})
 	reg.MustRegister(requests, latency)
+	// Each outcome's series, looked up once: a lookup by label hashes
+	// the label on every request. Creating them now also exports zeros,
+	// so rates work from the start.
+	type series struct {
+		n prometheus.Counter
+		d prometheus.Observer
+	}
+	byOutcome := map[httpidem.Outcome]series{}
 	for _, oc := range []httpidem.Outcome{httpidem.Forwarded, httpidem.Replayed, httpidem.Conflict, httpidem.Mismatch,
 		httpidem.Rejected, httpidem.StoreError, httpidem.Unkeyed} {
-		requests.WithLabelValues(string(oc)) // export zeros, so rates work from the start
+		byOutcome[oc] = series{requests.WithLabelValues(string(oc)), latency.WithLabelValues(string(oc))}
 	}
 
 	mw, err := httpidem.New(httpidem.Options{
 		Store: store, TTL: o.ttl, Lease: o.lease, Methods: methods, RequireKey: o.requireKey,
 		ScopeHeader: o.scopeHeader, Logger: e.log,
 		Observe: func(oc httpidem.Outcome, d time.Duration) {
-			requests.WithLabelValues(string(oc)).Inc()
-			latency.WithLabelValues(string(oc)).Observe(d.Seconds())
+			s, ok := byOutcome[oc] // read-only from here on
+			if !ok {
+				s = series{requests.WithLabelValues(string(oc)), latency.WithLabelValues(string(oc))}
+			}
+			s.n.Inc()
+			s.d.Observe(d.Seconds())
 		},
 	})
 	if err != nil {
