@@ -1,9 +1,10 @@
 // Command proxycost is a bare reverse proxy, without idem's middleware, in
 // three builds, to measure what the forwarding itself costs
 // (bench/proxycost.sh): "std" is httputil.ReverseProxy on net/http's
-// Transport, "fast" the same proxy on internal/upstream's Transport (what
-// idem serve uses), "full" a fasthttp server with a fasthttp client (the
-// floor, for reference: idem serve's middleware is net/http).
+// Transport, "fast" the same proxy on internal/upstream's Transport (idem
+// serve's net/http front end, --engine std), "full" a fasthttp server with
+// a fasthttp client (the floor under idem serve's default front end,
+// internal/front, which adds the guard and the header rewriting).
 package main
 
 import (

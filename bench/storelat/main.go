@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,19 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "how long to run")
 	label := flag.String("label", "", "label copied into the output")
 	commit := flag.Bool("commit", false, "with a postgres:// store: time one single-row INSERT, committed on its own, per tick instead (the reference for the store's two commits)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "storelat:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx := context.Background()
 	if *commit {
 		if err := commits(ctx, *store, *rate, *dur, *label); err != nil {
