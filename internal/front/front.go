@@ -159,7 +159,7 @@ func New(o Options) (*Server, error) {
 		CloseOnShutdown:   true,
 		Logger:            logger{o.Logger},
 	}
-	s.std = &http.Server{Handler: Handler(o), ReadHeaderTimeout: 10 * time.Second}
+	s.std = &http.Server{Handler: Handler(o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return s, nil
 }
 
@@ -181,6 +181,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	defer func() {
+		// fasthttp, unlike net/http, lets a panic end the process, and
+		// with it every request in flight.
+		if r := recover(); r != nil {
+			s.o.Logger.Error("request handler panicked", "panic", r)
+			ctx.Response.Reset()
+			ctx.SetStatusCode(http.StatusInternalServerError)
+			ctx.SetConnectionClose()
+		}
+	}()
 	out := s.serve(ctx)
 	if out != "" {
 		s.o.Guard.Observe(out, time.Since(start))
@@ -204,6 +214,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) httpidem.Outcome {
 		answer(ctx, ans)
 		return out
 	}
+	u, err := url.ParseRequestURI(string(req.Header.RequestURI()))
+	if err != nil {
+		ctx.Error("request target is not a URI", http.StatusBadRequest)
+		return httpidem.Rejected
+	}
 	body, err := s.readBody(ctx)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -214,11 +229,6 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) httpidem.Outcome {
 		// The rest of the body is not read: the connection cannot carry
 		// another request.
 		ctx.SetConnectionClose()
-		return httpidem.Rejected
-	}
-	u, err := url.ParseRequestURI(string(req.Header.RequestURI()))
-	if err != nil {
-		answer(ctx, s.o.Guard.Unreadable(err))
 		return httpidem.Rejected
 	}
 	var scope string
@@ -290,8 +300,8 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 // streaming lifts the read deadline for a body still coming: the 10 s
 // were for the headers.
 func (s *Server) streaming(ctx *fasthttp.RequestCtx) {
-	if n := ctx.Request.Header.ContentLength(); n >= 0 && n <= prefetch {
-		return // read before the handler ran
+	if n := ctx.Request.Header.ContentLength(); n != -1 && n <= prefetch {
+		return // no body, or one read before the handler ran
 	}
 	ctx.Conn().SetReadDeadline(time.Time{})
 }
@@ -300,10 +310,10 @@ func (s *Server) streaming(ctx *fasthttp.RequestCtx) {
 // included, streams back.
 func (s *Server) forward(ctx *fasthttp.RequestCtx) {
 	var u *url.URL
-	if s.prefix {
+	if raw := ctx.Request.Header.RequestURI(); s.prefix || len(raw) == 0 || raw[0] != '/' {
 		var err error
-		if u, err = url.ParseRequestURI(string(ctx.Request.Header.RequestURI())); err != nil {
-			ctx.Error("bad request URI", http.StatusBadRequest)
+		if u, err = url.ParseRequestURI(string(raw)); err != nil {
+			ctx.Error("request target is not a URI", http.StatusBadRequest)
 			return
 		}
 	}
@@ -315,19 +325,15 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx) {
 // with SetURL and SetXForwarded does, sends it and leaves the answer in
 // ctx.Response (its body a stream from the upstream connection). It
 // answers 502 itself and returns false when the upstream gave no answer.
-// u is the parsed request URI, needed only when the upstream URL has a
-// path or query to join.
+// u is the parsed request URI; it may be nil for an origin-form one
+// ("/path?query") when the upstream URL has no path or query to join.
 func (s *Server) send(ctx *fasthttp.RequestCtx, u *url.URL) bool {
 	req := &ctx.Request
-	if s.prefix {
-		req.SetRequestURI(s.origin + s.join(u))
+	if u == nil {
+		// Byte for byte as it came (RequestURI() would be normalised).
+		req.SetRequestURI(s.origin + string(req.Header.RequestURI()))
 	} else {
-		uri := req.Header.RequestURI() // as it came: RequestURI() is normalised
-		if len(uri) > 0 && uri[0] == '/' {
-			req.SetRequestURI(s.origin + string(uri))
-		} else if pu, err := url.ParseRequestURI(string(uri)); err == nil { // absolute form
-			req.SetRequestURI(s.origin + s.join(pu))
-		}
+		req.SetRequestURI(s.origin + s.join(u))
 	}
 	clientIP := ctx.RemoteIP().String()
 	inHost := string(req.Header.Host())
@@ -460,27 +466,33 @@ func toStd(req *fasthttp.Request) bool {
 
 // handOver gives the connection, this request first, to net/http.
 func (s *Server) handOver(ctx *fasthttp.RequestCtx) {
-	var head bytes.Buffer
-	w := bufio.NewWriter(&head)
-	// The request as it came, headers and all; a body still coming stays
-	// on the connection, right behind it.
-	ctx.Request.Header.Write(w)
-	if !ctx.Request.IsBodyStream() {
-		w.Write(ctx.Request.Body())
-	} else if n := ctx.Request.Header.ContentLength(); n >= 0 && n <= prefetch {
-		b, err := io.ReadAll(ctx.RequestBodyStream())
-		if err != nil {
+	// The request goes in front of what follows it on the connection. A
+	// body fasthttp has (partly) read goes in front of the connection,
+	// whole and with its length: its framing was fasthttp's to undo.
+	var body []byte
+	if r := ctx.RequestBodyStream(); r != nil {
+		limit := s.o.Guard.MaxRequestBytes()
+		s.streaming(ctx)
+		b, err := io.ReadAll(io.LimitReader(r, limit+1))
+		switch {
+		case err != nil:
+			ctx.Error("request body could not be read", http.StatusBadRequest)
+			ctx.SetConnectionClose()
+			return
+		case int64(len(b)) > limit:
+			answer(ctx, s.o.Guard.TooLarge())
 			ctx.SetConnectionClose()
 			return
 		}
-		w.Write(b)
+		body = b
+		ctx.Request.Header.SetContentLength(len(b))
 	} else {
-		// A streamed body cannot be put back in front of the connection
-		// as it was framed; such a request cannot be handed over.
-		ctx.Error("request cannot be proxied", http.StatusNotImplemented)
-		ctx.SetConnectionClose()
-		return
+		body = ctx.Request.Body()
 	}
+	var head bytes.Buffer
+	w := bufio.NewWriter(&head)
+	ctx.Request.Header.Write(w)
+	w.Write(body)
 	w.Flush()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {

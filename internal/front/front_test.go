@@ -126,6 +126,7 @@ func expectDifferences(name string, want *proxytest.Answer) {
 // connection were fasthttp's, and the guard holds across the hand-over.
 func TestHandOver(t *testing.T) {
 	var calls atomic.Int64
+	var lastBody atomic.Value
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "echo" {
 			c, brw, err := http.NewResponseController(w).Hijack()
@@ -141,7 +142,8 @@ func TestHandOver(t *testing.T) {
 			brw.Flush()
 			return
 		}
-		io.Copy(io.Discard, r.Body)
+		b, _ := io.ReadAll(r.Body)
+		lastBody.Store(string(b))
 		fmt.Fprintf(w, "call %d", calls.Add(1))
 	}))
 	defer up.Close()
@@ -184,6 +186,28 @@ func TestHandOver(t *testing.T) {
 	c, br = c2, bufio.NewReader(c2)
 	if b, rep := post(); b != "call 1" || rep != "true" || calls.Load() != 1 {
 		t.Fatalf("after the hand-over: %q replayed=%q, upstream calls %d", b, rep, calls.Load())
+	}
+	// A chunked keyed request that asks for trailers is handed over with
+	// its body, re-framed, and still guarded: sent twice, run once.
+	for i, want := range []string{"", "true"} {
+		c3, err := net.Dial("tcp", strings.TrimPrefix(fast, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c3, "POST /chunked HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nIdempotency-Key: \"c\"\r\n"+
+			"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(c3), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		c3.Close()
+		if string(b) != "call 2" || res.Header.Get("Idempotent-Replayed") != want {
+			t.Fatalf("chunked hand-over, try %d: %d %q replayed=%q", i+1, res.StatusCode, b, res.Header.Get("Idempotent-Replayed"))
+		}
+	}
+	if got := lastBody.Load(); got != "abcde" {
+		t.Fatalf("upstream got body %q, want abcde", got)
 	}
 }
 
@@ -355,4 +379,36 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestPanicIsContained: a panic while serving a request (here in the
+// metrics callback) answers 500 and leaves the server running, as
+// net/http's server does; fasthttp's own would end the process.
+func TestPanicIsContained(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer up.Close()
+	o := options(t, up.URL)
+	var n atomic.Int64
+	o.Guard, _ = httpidem.New(httpidem.Options{Store: memstore.New(), Observe: func(httpidem.Outcome, time.Duration) {
+		if n.Add(1) == 1 {
+			panic("boom")
+		}
+	}})
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	for i, want := range []int{http.StatusInternalServerError, http.StatusOK} {
+		res, err := http.Get("http://" + ln.Addr().String() + "/x")
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("request %d: %d, want %d", i+1, res.StatusCode, want)
+		}
+	}
 }
