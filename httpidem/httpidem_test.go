@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/httpidem"
 	"github.com/idemhq/idem/internal/front"
+	"github.com/idemhq/idem/internal/proxytest"
 	"github.com/idemhq/idem/internal/upstream"
 	"github.com/idemhq/idem/memstore"
 )
@@ -85,17 +85,7 @@ var frontEnds = []frontEnd{
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Serve(ln)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-		})
-		return "http://" + ln.Addr().String()
+		return proxytest.Start(t, s)
 	}},
 }
 

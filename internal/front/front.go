@@ -369,7 +369,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, u *url.URL) bool {
 	// The upstream closing its connection is no reason to close the
 	// client's.
 	resp.Header.ResetConnectionClose()
-	dropHopResp(&resp.Header)
+	dropHop(&resp.Header)
 	if clientClose && resp.IsBodyStream() {
 		// The server marks this answer "Connection: close" before it
 		// streams the body, and the client then closes the upstream
@@ -423,17 +423,13 @@ func singleSlash(a, b string) string {
 // Transfer-Encoding) on each side.
 var hopFields = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
 
-func dropHop(h *fasthttp.RequestHeader) {
-	for _, f := range connectionTokens(h.Peek("Connection")) {
-		h.Del(f)
-	}
-	h.Del("Connection")
-	for _, f := range hopFields {
-		h.Del(f)
-	}
+// fields is a request's or an answer's header.
+type fields interface {
+	Peek(key string) []byte
+	Del(key string)
 }
 
-func dropHopResp(h *fasthttp.ResponseHeader) {
+func dropHop(h fields) {
 	for _, f := range connectionTokens(h.Peek("Connection")) {
 		h.Del(f)
 	}

@@ -2,7 +2,6 @@ package front
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -55,21 +54,16 @@ func startStd(t *testing.T, upURL string) string {
 
 func startFast(t *testing.T, upURL string) string {
 	t.Helper()
-	s, err := New(options(t, upURL))
+	return serveFast(t, options(t, upURL))
+}
+
+func serveFast(t *testing.T, o Options) string {
+	t.Helper()
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return "http://" + ln.Addr().String()
+	return proxytest.Start(t, s)
 }
 
 // TestSameAsNetHTTP sends each request through both front ends, twice
@@ -305,14 +299,7 @@ func TestLargeBodies(t *testing.T) {
 	defer up.Close()
 	o := options(t, up.URL)
 	o.Guard, _ = httpidem.New(httpidem.Options{Store: memstore.New(), MaxRequestBytes: 1 << 20})
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(ln)
-	defer s.Shutdown(context.Background())
-	base := "http://" + ln.Addr().String()
+	base := serveFast(t, o)
 	const size = 30 << 20
 	res, err := http.Post(base+"/upload", "application/octet-stream", io.LimitReader(zeros{}, size))
 	if err != nil {
@@ -327,7 +314,7 @@ func TestLargeBodies(t *testing.T) {
 	// write fail before it reads the answer: a raw connection reads it.
 	got.Store(-1)
 	for _, framing := range []string{"Content-Length: 2097152", "Transfer-Encoding: chunked"} {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,15 +381,9 @@ func TestPanicIsContained(t *testing.T) {
 			panic("boom")
 		}
 	}})
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(ln)
-	defer s.Shutdown(context.Background())
+	base := serveFast(t, o)
 	for i, want := range []int{http.StatusInternalServerError, http.StatusOK} {
-		res, err := http.Get("http://" + ln.Addr().String() + "/x")
+		res, err := http.Get(base + "/x")
 		if err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}

@@ -5,13 +5,16 @@ package proxytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Seen is what the upstream received.
@@ -169,4 +172,27 @@ func Cases() []Case {
 		{"40 KB answer header", Mk("GET", "/x", "", "X-Answer", "big-header")},
 		{"5 MB streamed answer", Mk("GET", "/x", "", "X-Answer", "big")},
 	}
+}
+
+// Server is a front end that serves on a listener until shut down.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// Start serves s on a free local port until the test ends and returns
+// its base URL.
+func Start(t testing.TB, s Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String()
 }
