@@ -148,11 +148,17 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	// The fasthttp front end, unless the upstream is reached through an
 	// HTTP proxy from the environment, which only net/http's client does.
 	fo := front.Options{Guard: mw, Upstream: up, Transport: tr, Logger: e.log}
-	var srv server = &http.Server{Handler: front.Handler(fo), ReadHeaderTimeout: 10 * time.Second}
+	var srv server
 	if o.engine == "fast" && !tr.ViaProxy() {
-		if srv, err = front.New(fo); err != nil {
-			return err
-		}
+		srv, err = front.New(fo)
+	} else {
+		var h http.Handler
+		h, err = front.Handler(fo)
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	servers := []server{srv}
 	errc := make(chan error, 2)

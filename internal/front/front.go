@@ -64,11 +64,9 @@ func (o *Options) check() error {
 
 // Handler is the net/http front end: the guard in front of
 // httputil.ReverseProxy on o.Transport.
-func Handler(o Options) http.Handler {
+func Handler(o Options) (http.Handler, error) {
 	if err := o.check(); err != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		})
+		return nil, err
 	}
 	up := o.Upstream
 	proxy := &httputil.ReverseProxy{
@@ -94,7 +92,7 @@ func Handler(o Options) http.Handler {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	return o.Guard.Wrap(proxy)
+	return o.Guard.Wrap(proxy), nil
 }
 
 // bufPool reuses the proxy's copy buffers: allocating and zeroing 32 KiB
@@ -127,6 +125,10 @@ func New(o Options) (*Server, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	std, err := Handler(o)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		o:      o,
 		origin: o.Upstream.Scheme + "://" + o.Upstream.Host,
@@ -135,19 +137,20 @@ func New(o Options) (*Server, error) {
 	}
 	s.fast = &fasthttp.Server{
 		Handler: s.handle,
-		// Answers go out as the upstream gave them: no Server, Date or
-		// Content-Type of ours.
+		// Answers go out as the upstream gave them: no Server or
+		// Content-Type of ours. Every answer gets the proxy's Date, its
+		// own answers (replays, problems) included, which an upstream's
+		// replaces.
 		NoDefaultServerHeader: true,
-		NoDefaultDate:         true,
 		NoDefaultContentType:  true,
 		// Request headers up to 64 KiB (fasthttp's default is 4 KiB; net/http
 		// takes 1 MB, nginx 8 KB a line).
 		ReadBufferSize: 64 << 10,
-		// Bodies up to 64 KiB are read before the handler runs; larger ones
-		// stream through (an unkeyed upload of any size), and a keyed one
-		// is read up to the guard's limit.
+		// Bodies stream: fasthttp reads up to 8 KiB (prefetch) before the
+		// handler runs, the rest of an unkeyed body flows to the upstream
+		// as it arrives (an upload of any size), and a keyed one is read
+		// up to the guard's limit.
 		StreamRequestBody:            true,
-		MaxRequestBodySize:           64 << 10,
 		DisablePreParseMultipartForm: true,
 		// As the net/http server had: the headers within 10 s of the
 		// first byte. A body that streams past that gets more time in
@@ -159,7 +162,7 @@ func New(o Options) (*Server, error) {
 		CloseOnShutdown:   true,
 		Logger:            logger{o.Logger},
 	}
-	s.std = &http.Server{Handler: Handler(o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.std = &http.Server{Handler: std, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return s, nil
 }
 

@@ -47,7 +47,11 @@ func options(t *testing.T, upURL string) Options {
 }
 
 func startStd(t *testing.T, upURL string) string {
-	srv := httptest.NewServer(Handler(options(t, upURL)))
+	h, err := Handler(options(t, upURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -390,6 +394,26 @@ func TestPanicIsContained(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != want {
 			t.Fatalf("request %d: %d, want %d", i+1, res.StatusCode, want)
+		}
+	}
+}
+
+// TestDate: every answer carries one Date, the proxy's own answers
+// (replays) included, as net/http's server gave them.
+func TestDate(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	for i := 0; i < 2; i++ {
+		r, _ := http.NewRequest("POST", fast+"/pay", strings.NewReader("x"))
+		r.Header.Set("Idempotency-Key", `"d"`)
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if d := res.Header.Values("Date"); len(d) != 1 {
+			t.Fatalf("answer %d (replayed=%q): Date %q, want one", i+1, res.Header.Get("Idempotent-Replayed"), d)
 		}
 	}
 }
