@@ -417,3 +417,47 @@ func TestDate(t *testing.T) {
 		}
 	}
 }
+
+// TestSameKeysAsNetHTTP: both front ends scope and fingerprint a request
+// alike, so a key recorded through one (an older idem serve) is replayed
+// through the other, escaped path and all, and a changed body is still
+// 422.
+func TestSameKeysAsNetHTTP(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "call %d", calls.Add(1))
+	}))
+	defer up.Close()
+	o := options(t, up.URL) // one guard, one store, both front ends
+	h, err := Handler(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := httptest.NewServer(h)
+	defer std.Close()
+	fast := serveFast(t, o)
+	send := func(base, body string) (int, string, string) {
+		r, _ := http.NewRequest("POST", base+"/charge/a%2Fb?x=1&y=%20z", strings.NewReader(body))
+		r.Header.Set("Idempotency-Key", `"same"`)
+		r.Header.Set("Authorization", "Bearer alice")
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(b), res.Header.Get("Idempotent-Replayed")
+	}
+	if st, b, rep := send(std.URL, "x"); st != 200 || b != "call 1" || rep != "" {
+		t.Fatalf("through net/http: %d %q replayed=%q", st, b, rep)
+	}
+	if st, b, rep := send(fast, "x"); st != 200 || b != "call 1" || rep != "true" {
+		t.Fatalf("through fasthttp: %d %q replayed=%q, want the replay", st, b, rep)
+	}
+	if st, _, _ := send(fast, "y"); st != http.StatusUnprocessableEntity {
+		t.Fatalf("other body through fasthttp: %d, want 422", st)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("upstream calls %d, want 1", calls.Load())
+	}
+}
