@@ -1,6 +1,7 @@
 package httpidem_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,4 +65,39 @@ func ExampleMiddleware_Wrap_mismatch() {
 	// Output:
 	// 201
 	// 422 application/problem+json
+}
+
+// The guard without net/http: what a handler on another HTTP stack (or a
+// message consumer) calls. Check reads the key, Begin claims it, Finish
+// stores the answer; a repeat gets the stored answer from Begin.
+func ExampleMiddleware_Begin() {
+	m, _ := httpidem.New(httpidem.Options{Store: memstore.New()})
+	charges := 0
+	handle := func(method, path, keyLine, body string) (int, string, string) {
+		key, ans, out := m.Check(method, []string{keyLine})
+		if out == httpidem.Unkeyed {
+			return 0, "", "pass through" // not guarded: forward as it is
+		}
+		if ans == nil {
+			var claim *httpidem.Claim
+			claim, ans, _ = m.Begin(context.Background(), httpidem.Request{Method: method, Path: path, Key: key, Body: []byte(body)})
+			if ans == nil { // claimed: run the request once and record its answer
+				charges++
+				answer := fmt.Sprintf("charge #%d", charges)
+				claim.Finish(http.StatusCreated, http.Header{"Content-Type": {"text/plain"}}, []byte(answer))
+				return http.StatusCreated, answer, ""
+			}
+		}
+		return ans.Status, string(ans.Body), ans.Header.Get("Idempotent-Replayed")
+	}
+	for i := 0; i < 2; i++ {
+		st, body, replayed := handle("POST", "/charge", `"order-1042"`, `{"amount":"19.99"}`)
+		fmt.Printf("%d %q replayed=%q\n", st, body, replayed)
+	}
+	_, _, note := handle("GET", "/charge", `"order-1042"`, ``)
+	fmt.Println("GET:", note)
+	// Output:
+	// 201 "charge #1" replayed=""
+	// 201 "charge #1" replayed="true"
+	// GET: pass through
 }
