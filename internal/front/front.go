@@ -351,6 +351,10 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, u *url.URL) bool {
 	req.Header.Set("X-Forwarded-Host", inHost)
 	req.Header.Set("X-Forwarded-Proto", "http")
 	req.Header.SetHost(s.o.Upstream.Host)
+	// HTTP/1.1 to the upstream whatever the client spoke, as
+	// ReverseProxy sends: an HTTP/1.0 request would cost the upstream
+	// connection its keep-alive.
+	req.Header.SetProtocol("HTTP/1.1")
 	req.Header.SetNoDefaultContentType(true)
 	// The client's wish to close its connection is the server's to honour
 	// (it noted it before this ran); the upstream connection stays open.

@@ -461,3 +461,39 @@ func TestSameKeysAsNetHTTP(t *testing.T) {
 		t.Fatalf("upstream calls %d, want 1", calls.Load())
 	}
 }
+
+// TestHTTP10Client: an HTTP/1.0 client's request reaches the upstream as
+// HTTP/1.1 on a kept connection, and the client's connection closes after
+// the answer, as HTTP/1.0 without keep-alive asks.
+func TestHTTP10Client(t *testing.T) {
+	var conns atomic.Int64
+	var proto atomic.Value
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+		fmt.Fprint(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", strings.TrimPrefix(fast, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /x HTTP/1.0\r\n\r\n")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c) // to EOF: the proxy closes
+		c.Close()
+		if err != nil || !strings.HasSuffix(string(b), "ok") {
+			t.Fatalf("HTTP/1.0 request %d: %q %v", i+1, b, err)
+		}
+	}
+	if p := proto.Load(); p != "HTTP/1.1" || conns.Load() != 1 {
+		t.Fatalf("upstream saw %v on %d connections, want HTTP/1.1 on 1", p, conns.Load())
+	}
+}
