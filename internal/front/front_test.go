@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -481,19 +482,76 @@ func TestHTTP10Client(t *testing.T) {
 	defer up.Close()
 	fast := startFast(t, up.URL)
 	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", strings.TrimPrefix(fast, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(c, "GET /x HTTP/1.0\r\n\r\n")
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		b, err := io.ReadAll(c) // to EOF: the proxy closes
-		c.Close()
-		if err != nil || !strings.HasSuffix(string(b), "ok") {
-			t.Fatalf("HTTP/1.0 request %d: %q %v", i+1, b, err)
+		// rawExchange reads to EOF: the proxy must close.
+		if b := rawExchange(t, fast, "GET /x HTTP/1.0\r\n\r\n"); !strings.HasSuffix(b, "ok") {
+			t.Fatalf("HTTP/1.0 request %d: %q", i+1, b)
 		}
 	}
 	if p := proto.Load(); p != "HTTP/1.1" || conns.Load() != 1 {
 		t.Fatalf("upstream saw %v on %d connections, want HTTP/1.1 on 1", p, conns.Load())
+	}
+}
+
+// rawExchange writes raw bytes on a new connection and reads until the
+// proxy closes it.
+func rawExchange(t *testing.T, base, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, raw)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestPipelined: requests sent back to back on one connection are
+// answered in order; the keyed repeat is a replay.
+func TestPipelined(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %d", r.Method, calls.Add(1))
+	}))
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	keyed := "POST /pay HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"p\"\r\nContent-Length: 1\r\n\r\na"
+	out := rawExchange(t, fast, keyed+keyed+"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(strings.NewReader(out))
+	for i, want := range []struct{ body, replayed string }{{"POST 1", ""}, {"POST 1", "true"}, {"GET 2", ""}} {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v in %q", i+1, err, out)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if string(b) != want.body || res.Header.Get("Idempotent-Replayed") != want.replayed {
+			t.Fatalf("answer %d: %q replayed=%q, want %q replayed=%q", i+1, b, res.Header.Get("Idempotent-Replayed"), want.body, want.replayed)
+		}
+	}
+}
+
+// TestNoSmuggling: a request with both Content-Length and
+// Transfer-Encoding is read as chunked and ends the connection, so what
+// its Content-Length left over is never served as a request of its own.
+func TestNoSmuggling(t *testing.T) {
+	var paths []string
+	var mu sync.Mutex
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	fast := startFast(t, up.URL)
+	rawExchange(t, fast, "POST /pay HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range paths {
+		if p == "/admin" {
+			t.Fatalf("the smuggled request reached the upstream: %q", paths)
+		}
 	}
 }
