@@ -215,22 +215,14 @@ func TestHandOver(t *testing.T) {
 // fields a Connection field names are dropped both ways; the client's
 // X-Forwarded-* are replaced.
 func TestConnectionFields(t *testing.T) {
-	var conns atomic.Int64
 	var last atomic.Value
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up, conns := connCounting(t, func(w http.ResponseWriter, r *http.Request) {
 		last.Store(r.Header.Clone())
 		w.Header().Set("Connection", "X-Hop")
 		w.Header().Set("X-Hop", "secret")
 		w.Header().Set("Keep-Alive", "timeout=5")
 		fmt.Fprint(w, "ok")
-	}))
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	up.Start()
-	defer up.Close()
+	})
 	fast := startFast(t, up.URL)
 	req := func(close bool) *http.Response {
 		r, _ := http.NewRequest("GET", fast+"/x", nil)
@@ -467,24 +459,16 @@ func TestSameKeysAsNetHTTP(t *testing.T) {
 // HTTP/1.1 on a kept connection, and the client's connection closes after
 // the answer, as HTTP/1.0 without keep-alive asks.
 func TestHTTP10Client(t *testing.T) {
-	var conns atomic.Int64
 	var proto atomic.Value
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up, conns := connCounting(t, func(w http.ResponseWriter, r *http.Request) {
 		proto.Store(r.Proto)
 		fmt.Fprint(w, "ok")
-	}))
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	up.Start()
-	defer up.Close()
+	})
 	fast := startFast(t, up.URL)
 	for i := 0; i < 2; i++ {
-		// rawExchange reads to EOF: the proxy must close.
-		if b := rawExchange(t, fast, "GET /x HTTP/1.0\r\n\r\n"); !strings.HasSuffix(b, "ok") {
-			t.Fatalf("HTTP/1.0 request %d: %q", i+1, b)
+		b, err := rawExchange(t, fast, "GET /x HTTP/1.0\r\n\r\n")
+		if err != nil || !strings.HasSuffix(b, "ok") {
+			t.Fatalf("HTTP/1.0 request %d: %q, %v (the proxy must answer and close)", i+1, b, err)
 		}
 	}
 	if p := proto.Load(); p != "HTTP/1.1" || conns.Load() != 1 {
@@ -493,8 +477,8 @@ func TestHTTP10Client(t *testing.T) {
 }
 
 // rawExchange writes raw bytes on a new connection and reads until the
-// proxy closes it.
-func rawExchange(t *testing.T, base, raw string) string {
+// proxy closes it; the error is not nil if it had not within 5 s.
+func rawExchange(t *testing.T, base, raw string) (string, error) {
 	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
@@ -503,8 +487,23 @@ func rawExchange(t *testing.T, base, raw string) string {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, raw)
-	b, _ := io.ReadAll(c)
-	return string(b)
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// connCounting is an upstream serving h that counts the connections
+// opened to it.
+func connCounting(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+	var conns atomic.Int64
+	up := httptest.NewUnstartedServer(h)
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	return up, &conns
 }
 
 // TestPipelined: requests sent back to back on one connection are
@@ -517,7 +516,7 @@ func TestPipelined(t *testing.T) {
 	defer up.Close()
 	fast := startFast(t, up.URL)
 	keyed := "POST /pay HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"p\"\r\nContent-Length: 1\r\n\r\na"
-	out := rawExchange(t, fast, keyed+keyed+"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	out, _ := rawExchange(t, fast, keyed+keyed+"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	br := bufio.NewReader(strings.NewReader(out))
 	for i, want := range []struct{ body, replayed string }{{"POST 1", ""}, {"POST 1", "true"}, {"GET 2", ""}} {
 		res, err := http.ReadResponse(br, nil)
