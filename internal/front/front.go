@@ -208,7 +208,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) httpidem.Outcome {
 		s.handOver(ctx)
 		return ""
 	}
-	key, ans, out := s.o.Guard.Check(string(req.Header.Method()), lines(req.Header.PeekAll("Idempotency-Key")))
+	method := string(req.Header.Method())
+	key, ans, out := s.o.Guard.Check(method, lines(req.Header.PeekAll("Idempotency-Key")))
 	switch {
 	case out == httpidem.Unkeyed:
 		s.forward(ctx)
@@ -238,7 +239,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) httpidem.Outcome {
 	if h := s.o.Guard.ScopeHeader(); h != "" {
 		scope = strings.Join(lines(req.Header.PeekAll(h)), "\n")
 	}
-	claim, ans, out := s.o.Guard.Begin(context.Background(), httpidem.Request{Method: string(req.Header.Method()),
+	claim, ans, out := s.o.Guard.Begin(context.Background(), httpidem.Request{Method: method,
 		Path: u.EscapedPath(), RawQuery: u.RawQuery, Scope: scope, Key: key, Body: body})
 	if ans != nil {
 		answer(ctx, ans)
