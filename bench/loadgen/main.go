@@ -9,6 +9,13 @@
 // Open-loop latency is measured from each request's scheduled send time,
 // so a proxy that falls behind shows up as growing latency instead of a
 // silently lower rate (no coordinated omission). Prints one JSON object.
+//
+// Both the client and the upstream run on fasthttp by default (-engine
+// fasthttp): the instrument shares the machine's two cores with the proxy
+// and the stores it measures, and with net/http's client and server
+// (-engine net/http) it used about twice the CPU of the proxy itself
+// (bench/README.md has the figures), which showed up as queueing in the
+// tails it was measuring.
 package main
 
 import (
@@ -20,11 +27,13 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/idemhq/idem/bench/internal/openloop"
+	"github.com/valyala/fasthttp"
 )
 
 func main() {
@@ -38,16 +47,21 @@ func main() {
 	label := flag.String("label", "", "label copied into the output")
 	trace := flag.String("trace", "", "write each request's send offset and latency (µs, CSV) to this file (rate, replay)")
 	warmup := flag.Duration("warmup", 0, "send at the rate for this long first, and leave those requests out of the figures (rate, replay); the trace keeps them")
+	engine := flag.String("engine", "fasthttp", "HTTP stack of the client and the upstream: fasthttp or net/http")
 	flag.Parse()
+	if *engine != "fasthttp" && *engine != "net/http" {
+		fmt.Fprintf(os.Stderr, "loadgen: unknown -engine %q\n", *engine)
+		os.Exit(2)
+	}
 	if *upstream != "" {
-		serveUpstream(*upstream)
+		serveUpstream(*upstream, *engine)
 		return
 	}
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: -url or -upstream is required")
 		os.Exit(2)
 	}
-	c := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}
+	c := newClient(*engine)
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	var res result
 	switch *mode {
@@ -56,7 +70,7 @@ func main() {
 	case "replay":
 		// Complete the keys first, then replay them in a cycle.
 		for i := 0; i < *keys; i++ {
-			send(c, *url, fmt.Sprintf("%s-r%d", run, i))
+			c.send(*url, fmt.Sprintf("%s-r%d", run, i))
 		}
 		res = openLoop(c, *url, *rate, *warmup, *dur, func(i int) string { return fmt.Sprintf("%s-r%d", run, i%*keys) })
 	case "max":
@@ -75,29 +89,77 @@ func main() {
 	json.NewEncoder(os.Stdout).Encode(res)
 }
 
-func serveUpstream(addr string) {
+func serveUpstream(addr, engine string) {
 	var n atomic.Int64
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"id":"ch_%d","status":"succeeded"}`, n.Add(1))
-	})
-	srv := &http.Server{Addr: addr, Handler: h}
-	if err := srv.ListenAndServe(); err != nil {
+	var err error
+	if engine == "fasthttp" {
+		srv := &fasthttp.Server{
+			NoDefaultServerHeader: true,
+			Handler: func(ctx *fasthttp.RequestCtx) {
+				ctx.SetContentType("application/json")
+				ctx.SetStatusCode(http.StatusCreated)
+				fmt.Fprintf(ctx, `{"id":"ch_%d","status":"succeeded"}`, n.Add(1))
+			},
+		}
+		err = srv.ListenAndServe(addr)
+	} else {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id":"ch_%d","status":"succeeded"}`, n.Add(1))
+		})
+		err = (&http.Server{Addr: addr, Handler: h}).ListenAndServe()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen upstream:", err)
 		os.Exit(1)
 	}
 }
 
+// client sends the benchmark's requests with one of the two HTTP stacks.
+type client struct {
+	std  *http.Client
+	fast *fasthttp.Client
+}
+
+func newClient(engine string) *client {
+	if engine == "net/http" {
+		return &client{std: &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}}
+	}
+	return &client{fast: &fasthttp.Client{
+		MaxConnsPerHost:     4096,
+		MaxIdleConnDuration: time.Minute,
+		ReadTimeout:         30 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		// Latency is the measurement: a pooled connection the server has
+		// closed must fail and count, not be retried silently.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+	}}
+}
+
 // send POSTs one request and returns its status (0 on a transport error)
 // and whether it was a replay.
-func send(c *http.Client, url, key string) (int, bool) {
-	body := []byte(`{"order_id":"` + key + `","amount":"19.99"}`)
-	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+func (c *client) send(url, key string) (int, bool) {
+	body := `{"order_id":"` + key + `","amount":"19.99"}`
+	if c.fast != nil {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(url)
+		req.Header.SetMethod(http.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.Header.Set("Idempotency-Key", `"`+key+`"`)
+		req.SetBodyString(body)
+		if err := c.fast.Do(req, resp); err != nil {
+			return 0, false
+		}
+		return resp.StatusCode(), string(resp.Header.Peek("Idempotent-Replayed")) == "true"
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", `"`+key+`"`)
-	resp, err := c.Do(req)
+	resp, err := c.std.Do(req)
 	if err != nil {
 		return 0, false
 	}
@@ -160,12 +222,12 @@ func summarize(s []sample, elapsed time.Duration) result {
 // The requests of the first warmup are sent but not counted: a server just
 // started opens its connections and fills its caches then, which is not
 // the steady state the figures describe.
-func openLoop(c *http.Client, url string, rate int, warmup, dur time.Duration, key func(int) string) result {
+func openLoop(c *client, url string, rate int, warmup, dur time.Duration, key func(int) string) result {
 	skip := int(warmup.Seconds() * float64(rate))
 	n := skip + int(dur.Seconds()*float64(rate))
 	out := make([]sample, n)
 	start := openloop.Run(n, rate, func(i int, due time.Time, at time.Duration) {
-		st, rep := send(c, url, key(i))
+		st, rep := c.send(url, key(i))
 		out[i] = sample{at, time.Since(due), st, rep}
 	})
 	res := summarize(out[skip:], time.Since(start.Add(warmup)))
@@ -174,7 +236,7 @@ func openLoop(c *http.Client, url string, rate int, warmup, dur time.Duration, k
 }
 
 // closedLoop runs conc workers back to back for dur: the throughput ceiling.
-func closedLoop(c *http.Client, url string, conc int, dur time.Duration, run string) result {
+func closedLoop(c *client, url string, conc int, dur time.Duration, run string) result {
 	var mu sync.Mutex
 	var all []sample
 	var seq atomic.Int64
@@ -188,7 +250,7 @@ func closedLoop(c *http.Client, url string, conc int, dur time.Duration, run str
 			var mine []sample
 			for time.Now().Before(end) {
 				t := time.Now()
-				st, rep := send(c, url, fmt.Sprintf("%s-m%d", run, seq.Add(1)))
+				st, rep := c.send(url, fmt.Sprintf("%s-m%d", run, seq.Add(1)))
 				mine = append(mine, sample{t.Sub(start), time.Since(t), st, rep})
 			}
 			mu.Lock()

@@ -17,9 +17,7 @@ func Run(n, rate int, fn func(i int, due time.Time, at time.Duration)) time.Time
 	for i := 0; i < n; i++ {
 		at := time.Duration(i) * interval
 		due := start.Add(at)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
+		sleepUntil(due)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
