@@ -396,10 +396,10 @@ func (s *KeyStore) Extend(ctx context.Context, scope, key, token string, lease t
 // sweepEvery claims it reads the next sweepWindow records on a read
 // connection (WAL readers do not hold up the writer) and deletes the
 // expired ones among them in short transactions, each record only if it
-// is still expired then. It reads two records per claim, so a walk through
-// the whole table takes at most half as many claims as the table has
-// records; a record waits at most that long after it expires, and the
-// table stays under twice its live records. Windows are small and
+// is still expired then. It reads about two records per claim, so a walk
+// through the whole table takes about half as many claims as the table
+// has records; a record waits about that long after it expires, and the
+// table stays near at most twice its live records. Windows are small and
 // frequent rather than large and rare: a read holds its snapshot while it
 // runs, and while it does the WAL cannot start over (checkpoint.go); 1,024
 // records take under a millisecond, 8,192 took 4-7 ms on an idle machine.
