@@ -265,22 +265,13 @@ func TestBadGateway(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	fast := startFast(t, "http://"+addr)
-	r, _ := http.NewRequest("POST", fast+"/pay", strings.NewReader("x"))
-	r.Header.Set("Idempotency-Key", `"k"`)
-	res, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
+	pay := func() *http.Request { return proxytest.Mk("POST", "/pay", "x", "Idempotency-Key", `"k"`)(fast) }
+	if a := proxytest.Call(t, http.DefaultClient, pay); a.Status != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", a.Status)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusBadGateway {
-		t.Fatalf("status %d, want 502", res.StatusCode)
+	if a := proxytest.Call(t, http.DefaultClient, pay); a.Status != http.StatusBadGateway {
+		t.Fatalf("retry: status %d, want another 502 (not 409: the key was released)", a.Status)
 	}
-	r, _ = http.NewRequest("POST", fast+"/pay", strings.NewReader("x"))
-	r.Header.Set("Idempotency-Key", `"k"`)
-	if res, err = http.DefaultClient.Do(r); err != nil || res.StatusCode != http.StatusBadGateway {
-		t.Fatalf("retry: %v %v, want another 502 (not 409: the key was released)", res, err)
-	}
-	res.Body.Close()
 }
 
 // TestLargeBodies: an unkeyed upload larger than anything buffered
