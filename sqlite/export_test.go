@@ -8,8 +8,7 @@ func WriteFirst(s *KeyStore) { s.recent = nil }
 
 // SweepOnce runs one pass of s's sweep, reading window records.
 func SweepOnce(s *KeyStore, window int) (int, error) {
-	s.sweepWindow = window
-	return s.sweepOnce(context.Background())
+	return s.sweepOnce(context.Background(), window)
 }
 
 // DeleteExpired runs the sweep's delete for one key.

@@ -55,8 +55,7 @@ type KeyStore struct {
 		scope, key string
 		wrapped    bool
 	}
-	sweepWindow int
-	recent      *recent.Keys
+	recent *recent.Keys
 }
 
 var _ idem.KeyStore = (*KeyStore)(nil)
@@ -150,7 +149,7 @@ func openKeyStore(ctx context.Context, path string) (*KeyStore, error) {
 		reads.Close()
 		return nil, &idem.StoreError{Op: "open sqlite " + path, Err: err}
 	}
-	s := &KeyStore{db: db, reads: reads, path: path, ckpt: ckpt, recent: recent.New(1 << 16), sweepWindow: sweepWindow}
+	s := &KeyStore{db: db, reads: reads, path: path, ckpt: ckpt, recent: recent.New(1 << 16)}
 	s.cursor.wrapped = true
 	s.writes.Max = maxBatch
 	s.writes.Run = s.commitBatch
@@ -417,25 +416,25 @@ func (s *KeyStore) maybeSweep(ctx context.Context) {
 		defer s.sweep.Store(false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		s.sweepOnce(ctx)
+		s.sweepOnce(ctx, sweepWindow)
 	}()
 }
 
 type pk struct{ scope, key string }
 
-// sweepOnce reads the next window of the walk and deletes what in it has
-// expired. It returns how many records it deleted.
-func (s *KeyStore) sweepOnce(ctx context.Context) (int, error) {
+// sweepOnce reads the next window records of the walk and deletes what
+// in them has expired. It returns how many records it deleted.
+func (s *KeyStore) sweepOnce(ctx context.Context, window int) (int, error) {
 	now := nowMS()
 	var (
 		rows *sql.Rows
 		err  error
 	)
 	if s.cursor.wrapped {
-		rows, err = s.reads.QueryContext(ctx, `SELECT scope, key, expires_at FROM idem_keys ORDER BY scope, key LIMIT ?`, s.sweepWindow)
+		rows, err = s.reads.QueryContext(ctx, `SELECT scope, key, expires_at FROM idem_keys ORDER BY scope, key LIMIT ?`, window)
 	} else {
 		rows, err = s.reads.QueryContext(ctx, `SELECT scope, key, expires_at FROM idem_keys WHERE (scope, key) > (?, ?) ORDER BY scope, key LIMIT ?`,
-			s.cursor.scope, s.cursor.key, s.sweepWindow)
+			s.cursor.scope, s.cursor.key, window)
 	}
 	if err != nil {
 		return 0, err
@@ -460,12 +459,14 @@ func (s *KeyStore) sweepOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	// A short window means the walk reached the end: the next starts over.
-	s.cursor.scope, s.cursor.key, s.cursor.wrapped = last.scope, last.key, n < s.sweepWindow
+	s.cursor.scope, s.cursor.key, s.cursor.wrapped = last.scope, last.key, n < window
 	return s.deleteExpired(ctx, dead)
 }
 
 // deleteExpired deletes the records of keys that are still expired, in
 // transactions of sweepChunk: a claim may have taken a key since the read.
+// One prepared DELETE per key: in-process SQLite has no round trip to
+// save, and each is a primary-key lookup.
 func (s *KeyStore) deleteExpired(ctx context.Context, keys []pk) (int, error) {
 	deleted := 0
 	for len(keys) > 0 {
