@@ -32,7 +32,6 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/cpu.json "$OUT"/*.csv "$OUT"/keys.db*
 go build -o "$OUT/loadgen" ./bench/loadgen
 
-cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # voluntary context switches of all the proxy's threads: each is a thread
 # that went to sleep and must be woken (and scheduled) again.
 ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n}'; }
@@ -102,10 +101,11 @@ for r in rows:
     a50 = f"{r['p50_ms'] - d['p50_ms']:+.2f}" if plus else ""
     a99 = f"{r['p99_ms'] - d['p99_ms']:+.2f}" if plus else ""
     us = cpu.get((r["round"], r["label"])) if plus else None
-    cus = f"{us * 1e6 / r['sent']:.0f}" if us is not None else ""
-    cs = f"{csw[(r['round'], r['label'])] / r['sent']:.2f}" if plus else ""
+    n = r["sent"] + r.get("warmup_sent", 0)  # the proxy served the warm-up too
+    cus = f"{us * 1e6 / n:.0f}" if us is not None else ""
+    cs = f"{csw[(r['round'], r['label'])] / n:.2f}" if plus else ""
     if plus:
-        agg.setdefault(r["label"], []).append((r['p50_ms'] - d['p50_ms'], r['p99_ms'] - d['p99_ms'], us * 1e6 / r['sent'], csw[(r['round'], r['label'])] / r['sent']))
+        agg.setdefault(r["label"], []).append((r['p50_ms'] - d['p50_ms'], r['p99_ms'] - d['p99_ms'], us * 1e6 / n, csw[(r['round'], r['label'])] / n))
     print(f"{r['round']:>5} {r['label']:<16}{r['mode']:<8}{r['p50_ms']:>7.2f}{r['p99_ms']:>8.2f}{r['p999_ms']:>8.2f}{r['max_ms']:>8.1f}{a50:>8}{a99:>8}{bad:>8}{cus:>11}{cs:>7}{r['achieved_rps']:>8.0f}")
 def med(label, mode, f):
     v = [f(r) for r in rows if r["label"] == label and r["mode"] == mode]

@@ -18,6 +18,14 @@ trap cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 
+# cputicks prints the CPU time (user + system, in clock ticks) process $1
+# has used so far.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# machine prints "busy total": clock ticks of all CPUs spent working and in
+# all, since boot. Two readings give the share of the machine a phase used.
+machine() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
 # stall prints the share of the next second in which some task waited for
 # a CPU (the kernel's pressure figure), or nothing where it is missing.
 stall() {

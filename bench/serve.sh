@@ -32,6 +32,33 @@ SCHEMA=idem_bench_keys
 source bench/serve-common.sh
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/keys.db*
+: >"$OUT/cpu.json"
+
+# measured LABEL PID CMD...: runs CMD and records the share of the machine
+# busy meanwhile and, with a PID, that process's CPU time: on two shared
+# cores a store that misses its target while the machine is nearly full is
+# short of CPU, not of its own speed.
+measured() {
+	local label=$1 pid=$2 m0 m1 c0=0 c1=0
+	shift 2
+	m0=$(machine)
+	[[ $pid != - ]] && c0=$(cputicks "$pid")
+	"$@"
+	m1=$(machine)
+	[[ $pid != - ]] && c1=$(cputicks "$pid")
+	read -r b0 t0 <<<"$m0"
+	read -r b1 t1 <<<"$m1"
+	echo "{\"label\":\"$label\",\"busy\":$((b1 - b0)),\"total\":$((t1 - t0)),\"proxy_ticks\":$((c1 - c0))}" >>"$OUT/cpu.json"
+}
+
+# walsync prints PostgreSQL's WAL flushes so far and the milliseconds they
+# took (0 unless timed; PostgreSQL 14 and later), or nothing.
+walsync() { psql "$PG" -Atc "SELECT wal_sync || ' ' || wal_sync_time FROM pg_stat_wal" 2>/dev/null || true; }
+
+# The flushes' own time is recorded only where track_wal_io_timing is on,
+# which only a superuser may set for a session.
+wal_timing=
+[[ $(psql "$PG" -Atc "SELECT rolsuper FROM pg_roles WHERE rolname = current_user" 2>/dev/null) == t ]] && wal_timing='&track_wal_io_timing=on'
 
 echo "building idem and loadgen ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench' || echo ' +uncommitted changes'))" >&2
 CGO_ENABLED=0 go build -o "$OUT/idem" ./cmd/idem
@@ -55,7 +82,7 @@ load() { # label url mode extra...
 settle
 echo "load average before: $(busy) on $(nproc) cores" | tee "$OUT/load.txt" >&2
 echo "direct to the upstream" >&2
-load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
+measured direct - load direct "http://$UP/charge" rate -rate "$RATE" -duration "$DURATION"
 load direct "http://$UP/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
 
 PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
@@ -72,6 +99,7 @@ if [[ " $STORES " == *" postgres "* ]]; then
 fi
 for s in $STORES; do
 	url=$(store_url "$s" "idembench:$RUN:")
+	[[ $s == postgres* ]] && url+=$wal_timing
 	# Each PostgreSQL variant starts on an empty table, as the first did.
 	[[ $s == postgres* ]] && PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
 	echo "through idem serve, store $s" >&2
@@ -84,7 +112,13 @@ for s in $STORES; do
 	pid=$!
 	pids+=($pid)
 	wait_port "$PROXY"
-	load "$s" "http://$PROXY/charge" rate -rate "$RATE" -duration "$DURATION"
+	w0=$(walsync)
+	measured "$s" "$pid" load "$s" "http://$PROXY/charge" rate -rate "$RATE" -duration "$DURATION"
+	if [[ $s == postgres* && -n $w0 ]]; then
+		read -r f0 ms0 <<<"$w0"
+		read -r f1 ms1 <<<"$(walsync)"
+		echo "{\"label\":\"$s\",\"flushes\":$((f1 - f0)),\"flush_ms\":$(python3 -c "print($ms1 - $ms0)")}" >>"$OUT/wal.json"
+	fi
 	load "$s" "http://$PROXY/charge" replay -rate "$RATE" -duration "$REPLAY"
 	load "$s" "http://$PROXY/charge" max -concurrency "$CONCURRENCY" -duration "$MAX"
 	kill -TERM "$pid"
@@ -93,14 +127,16 @@ done
 
 echo "load average after: $(busy)" | tee -a "$OUT/load.txt" >&2
 cat "$OUT/load.txt"
-python3 - "$OUT/results.json" "$RATE" "$DURATION" "$OUT" <<'PY'
+python3 - "$OUT/results.json" "$RATE" "$DURATION" "$OUT" "$(getconf CLK_TCK)" <<'PY'
 import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+cpu = {c["label"]: c for c in map(json.loads, open(os.path.join(sys.argv[4], "cpu.json")))}
+tck = int(sys.argv[5])
 by = {(r["label"], r["mode"]): r for r in rows}
 d = by[("direct", "rate")]
 print(f"\nunique-key POSTs at {sys.argv[2]} req/s for {sys.argv[3]}; latency in ms; 'added' = through idem serve minus")
 print("the direct run just before that store's (its p50/p99 in brackets)")
-print(f"{'path':<34}{'p50':>7}{'p99':>7}{'p99.9':>7}{'+p50':>7}{'+p99':>7}{'achieved':>10}{'non-2xx':>9}{'replay p50':>11}{'replay p99':>11}{'max req/s':>10}")
+print(f"{'path':<34}{'p50':>7}{'p99':>7}{'p99.9':>7}{'+p50':>7}{'+p99':>7}{'achieved':>10}{'non-2xx':>9}{'replay p50':>11}{'replay p99':>11}{'max req/s':>10}{'busy %':>7}{'µs/req':>7}")
 for label in ["direct"] + [l for l, m in by if m == "rate" and not l.startswith("direct")]:
     r = by[(label, "rate")]
     rp = by.get((label, "replay"))
@@ -115,8 +151,13 @@ for label in ["direct"] + [l for l, m in by if m == "rate" and not l.startswith(
     rp99 = f"{rp['p99_ms']:.2f}" if rp else ""
     if rp and rp["replayed"] != rp["sent"]:
         rp50 += "!"
-    print(f"{label:<34}{r['p50_ms']:>7.2f}{r['p99_ms']:>7.2f}{r['p999_ms']:>7.2f}{add50:>7}{add99:>7}{r['achieved_rps']:>10.0f}{bad:>9}{rp50:>11}{rp99:>11}{(mx['achieved_rps'] if mx else 0):>10.0f}")
+    c = cpu.get(r["label"])
+    busy = f"{100 * c['busy'] / c['total']:.0f}" if c and c["total"] else ""
+    us = f"{c['proxy_ticks'] * 1e6 / tck / (r['sent'] + r.get('warmup_sent', 0)):.0f}" if c and c["proxy_ticks"] and r["sent"] else ""
+    print(f"{label:<34}{r['p50_ms']:>7.2f}{r['p99_ms']:>7.2f}{r['p999_ms']:>7.2f}{add50:>7}{add99:>7}{r['achieved_rps']:>10.0f}{bad:>9}{rp50:>11}{rp99:>11}{(mx['achieved_rps'] if mx else 0):>10.0f}{busy:>7}{us:>7}")
 print("\n'!' after a replay figure: not every replay request was answered from the store.")
+print("busy %: share of all CPUs in use during the rate phase (loadgen, upstream, proxy, store and")
+print("anything else); µs/req: the proxy's own CPU time per request in that phase.")
 ref = os.path.join(sys.argv[4], "commit.json")
 if os.path.exists(ref):
     c = json.load(open(ref))["commit"]
@@ -126,9 +167,18 @@ if os.path.exists(ref):
         line += f"; pg_test_fsync fdatasync {float(open(fd).read()) / 1000:.3f} ms"
     print(line)
     target = 2 * c["p50"] + 0.5
+    wp = os.path.join(sys.argv[4], "wal.json")
+    wal = {w["label"]: w for w in map(json.loads, open(wp))} if os.path.exists(wp) else {}
     for label in ("postgres", "postgres-async-claims", "postgres-async"):
         r = by.get((label, "rate"))
         if r:
             base = by.get(("direct-" + label, "rate"), d)
-            print(f"  {label}: +p50 {r['p50_ms'] - base['p50_ms']:+.2f} ms against two commits + 0.5 = {target:.2f} ms")
+            line = f"  {label}: +p50 {r['p50_ms'] - base['p50_ms']:+.2f} ms against two commits + 0.5 = {target:.2f} ms"
+            w = wal.get(label)
+            if w and w["flushes"]:
+                n = r["sent"] + r.get("warmup_sent", 0)
+                line += f"; {w['flushes'] / n:.2f} WAL flushes a request"
+                if w["flush_ms"]:
+                    line += f", {w['flush_ms'] / w['flushes']:.3f} ms each"
+            print(line)
 PY

@@ -172,6 +172,7 @@ type result struct {
 	Label    string         `json:"label"`
 	Mode     string         `json:"mode"`
 	Sent     int            `json:"sent"`
+	Warmup   int            `json:"warmup_sent"` // sent before Sent, left out of the figures
 	Rate     float64        `json:"achieved_rps"`
 	Status   map[string]int `json:"status"`
 	Replayed int            `json:"replayed"`
@@ -231,6 +232,7 @@ func openLoop(c *client, url string, rate int, warmup, dur time.Duration, key fu
 		out[i] = sample{at, time.Since(due), st, rep}
 	})
 	res := summarize(out[skip:], time.Since(start.Add(warmup)))
+	res.Warmup = skip
 	res.samples = out
 	return res
 }
