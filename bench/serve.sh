@@ -32,12 +32,11 @@ SCHEMA=idem_bench_keys
 source bench/serve-common.sh
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/keys.db*
-: >"$OUT/cpu.json"
 
 # measured LABEL PID CMD...: runs CMD and records the share of the machine
-# busy meanwhile and, with a PID, that process's CPU time: on two shared
-# cores a store that misses its target while the machine is nearly full is
-# short of CPU, not of its own speed.
+# busy meanwhile and, with a PID other than -, that process's CPU time. On
+# two shared cores the latency of a phase that filled the machine is
+# mostly waiting for a CPU, which the latency figures alone do not show.
 measured() {
 	local label=$1 pid=$2 m0 m1 c0=0 c1=0
 	shift 2
