@@ -225,8 +225,12 @@ func (o *op) statement() (string, []any) {
 	}
 }
 
-// read takes o's result: whether its row was inserted or changed.
+// read takes o's result: whether its row was inserted or changed. It
+// starts from "not written": an op re-run alone after its batch was rolled
+// back must not keep the ok of the rolled-back statement, or a claim that
+// now finds the key taken by another caller would report it claimed.
 func (o *op) read(r pgx.BatchResults) error {
+	o.ok, o.attempt = false, 0
 	if o.kind == opClaim {
 		err := r.QueryRow().Scan(&o.attempt)
 		if errors.Is(err, pgx.ErrNoRows) { // the key exists
