@@ -199,7 +199,14 @@ type recorder struct {
 
 func (rc *recorder) Header() http.Header { return rc.header }
 
+// WriteHeader keeps the final status. A 1xx is informational (103 Early
+// Hints, passed on by httputil.ReverseProxy too) and is followed by the
+// real status: taken as the answer, it would store and replay a 5xx as a
+// success. The recorder cannot send it ahead, so it is dropped.
 func (rc *recorder) WriteHeader(code int) {
+	if code >= 100 && code < 200 {
+		return
+	}
 	if rc.status == 0 {
 		rc.status = code
 	}

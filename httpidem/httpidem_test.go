@@ -416,3 +416,42 @@ func testOversizedResponse(t *testing.T, fe frontEnd) {
 		t.Fatalf("replay: %d %q %v, calls %d", r.status, r.body, r.header, calls.Load())
 	}
 }
+
+// TestInformationalThenError: a handler (or upstream) that sends 103 Early
+// Hints and then a 503 has failed. The key must be released, the next try
+// must run the handler again, and nobody may be told 200. A recorder that
+// took the first status it saw stored the 103 and replayed the failure as
+// a success with the 503's body.
+func TestInformationalThenError(t *testing.T) {
+	for _, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			var calls atomic.Int64
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := calls.Add(1)
+				w.Header().Set("Link", "</a.css>; rel=preload")
+				w.WriteHeader(http.StatusEarlyHints)
+				if n == 1 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					io.WriteString(w, "down")
+					return
+				}
+				w.WriteHeader(http.StatusCreated)
+				io.WriteString(w, "made")
+			})
+			srv := serve(t, fe, memstore.New(), h, nil)
+			key := `"` + idem.NewToken() + `"`
+			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 503 || r.body != "down" {
+				t.Fatalf("first: %d %q, want the 503", r.status, r.body)
+			}
+			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 201 || r.body != "made" || r.header.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("retry after the 503: %d %q %v, want the handler's new 201", r.status, r.body, r.header)
+			}
+			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 201 || r.body != "made" || r.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("replay: %d %q %v, want the stored 201", r.status, r.body, r.header)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("handler ran %d times, want 2", n)
+			}
+		})
+	}
+}

@@ -545,3 +545,51 @@ func TestNoSmuggling(t *testing.T) {
 		}
 	}
 }
+
+// TestInformationalOnHandOver: a keyed request that asks for trailers goes
+// through net/http's reverse proxy, which passes an upstream's 1xx on as a
+// WriteHeader call. An upstream that sends 103 Early Hints and then 503
+// has failed: the key must be freed and the retry forwarded, not answered
+// with a replayed 200 (the 503's body under the 103's status, as before).
+func TestInformationalOnHandOver(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "down")
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "made")
+	}))
+	defer up.Close()
+	base := startFast(t, up.URL)
+	send := func() (int, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+"/x", strings.NewReader("b"))
+		req.Header.Set("Idempotency-Key", `"k1"`)
+		req.Header.Set("TE", "trailers")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header.Get("Idempotent-Replayed")
+	}
+	if st, body, _ := send(); st != 503 || body != "down" {
+		t.Fatalf("first: %d %q, want the 503", st, body)
+	}
+	if st, body, rep := send(); st != 201 || body != "made" || rep != "" {
+		t.Fatalf("retry: %d %q replayed=%q, want the upstream's new 201", st, body, rep)
+	}
+	if st, body, rep := send(); st != 201 || body != "made" || rep != "true" {
+		t.Fatalf("replay: %d %q replayed=%q, want the stored 201", st, body, rep)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("upstream ran %d times, want 2", n)
+	}
+}
