@@ -37,7 +37,11 @@ type KeyStore interface {
 	// Release frees a held key so the next Claim starts afresh.
 	Release(ctx context.Context, scope, key, token string) error
 	// Extend pushes the lease of a held key to now + lease (a heartbeat
-	// for long work).
+	// for long work), and the record's expiry by as much as the lease
+	// moved: a holder that keeps renewing never outlives its record (which
+	// would free the key for a second caller while the first still runs),
+	// and once it stops, the abandoned claim stays visible for as long
+	// after its lease as it would have without renewals.
 	Extend(ctx context.Context, scope, key, token string, lease time.Duration) error
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

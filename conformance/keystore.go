@@ -40,6 +40,7 @@ func RunKeyStore(t *testing.T, b KeyStoreBackend) {
 		{"LeaseExpiry", ksLeaseExpiry},
 		{"Fencing", ksFencing},
 		{"Extend", ksExtend},
+		{"ExtendPastTTL", ksExtendPastTTL},
 		{"TTL", ksTTL},
 		{"Payloads", ksPayloads},
 	} {
@@ -377,6 +378,40 @@ func ksExtend(t *testing.T, s idem.KeyStore) {
 	want(t, claim(t, s, req), idem.StatusClaimed)
 	if err := s.Extend(ctx, sc, "k", "bogus", longLease); !errors.Is(err, idem.ErrLost) {
 		t.Fatalf("extend with a wrong token: %v", err)
+	}
+}
+
+// ksExtendPastTTL: a holder that keeps renewing keeps its key past the
+// record's TTL, so an at-most-once job longer than --ttl does not run
+// twice. Once it stops, the claim is reported abandoned for TTL - lease
+// after its last lease ends, as without renewals, and then forgotten.
+func ksExtendPastTTL(t *testing.T, s idem.KeyStore) {
+	ctx := context.Background()
+	sc := scope(t)
+	const lease, ttl = 400 * time.Millisecond, time.Second
+	req := idem.ClaimRequest{Scope: sc, Key: "k", Fingerprint: "f", Lease: lease, TTL: ttl}
+	r := claim(t, s, req)
+	want(t, r, idem.StatusClaimed)
+	start := time.Now()
+	var last time.Time
+	for time.Since(start) < ttl+500*time.Millisecond {
+		time.Sleep(lease / 3)
+		last = time.Now()
+		if err := s.Extend(ctx, sc, "k", r.Token, lease); err != nil {
+			t.Fatalf("renewal %v after the claim (TTL %v): %v", last.Sub(start).Round(time.Millisecond), ttl, err)
+		}
+		want(t, claim(t, s, req), idem.StatusHeld)
+	}
+	time.Sleep(time.Until(last.Add(lease + 200*time.Millisecond)))
+	want(t, claim(t, s, req), idem.StatusAbandoned)
+	time.Sleep(time.Until(last.Add(ttl + 200*time.Millisecond)))
+	r2 := claim(t, s, req)
+	want(t, r2, idem.StatusClaimed)
+	if r2.Attempt != 1 {
+		t.Fatalf("claim once the abandoned record expired: attempt %d, want 1", r2.Attempt)
+	}
+	if err := s.Complete(ctx, sc, "k", r.Token, []byte("late"), ttl); !errors.Is(err, idem.ErrLost) {
+		t.Fatalf("completion by the holder that stopped renewing: %v, want ErrLost", err)
 	}
 }
 

@@ -148,7 +148,11 @@ func (s *Store) Extend(ctx context.Context, scope, key, token string, lease time
 	if err != nil {
 		return err
 	}
-	e.leaseUntil = s.now().Add(lease)
+	until := s.now().Add(lease)
+	if d := until.Sub(e.leaseUntil); d > 0 {
+		e.expires = e.expires.Add(d)
+	}
+	e.leaseUntil = until
 	return nil
 }
 

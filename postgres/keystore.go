@@ -264,7 +264,10 @@ const (
 WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
 	pgRelease = `DELETE FROM idem_keys
 WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
-	pgExtend = `UPDATE idem_keys SET lease_until = statement_timestamp() + $4 * interval '1 millisecond'
+	// Right-hand sides read the row as it was: the expiry moves by as much
+	// as the lease does (see idem.KeyStore's Extend).
+	pgExtend = `UPDATE idem_keys SET lease_until = statement_timestamp() + $4 * interval '1 millisecond',
+	expires_at = expires_at + greatest(interval '0', statement_timestamp() + $4 * interval '1 millisecond' - lease_until)
 WHERE scope = $1 AND key = $2 AND token = $3 AND NOT done AND expires_at > statement_timestamp()`
 )
 

@@ -247,10 +247,16 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
+// extendScript moves the record's expiry by as much as the lease moves
+// (see idem.KeyStore's Extend).
 var extendScript = newScript(nowLua + `
-local r = redis.call('HMGET', KEYS[1], 'tok', 'done')
+local r = redis.call('HMGET', KEYS[1], 'tok', 'done', 'lease')
 if r[1] ~= ARGV[1] or r[2] ~= '0' then return 0 end
-redis.call('HSET', KEYS[1], 'lease', string.format('%d', now + tonumber(ARGV[2])))
+local upto = now + tonumber(ARGV[2])
+local moved = upto - tonumber(r[3])
+local left = redis.call('PTTL', KEYS[1])
+if moved > 0 and left > 0 then redis.call('PEXPIRE', KEYS[1], left + moved) end
+redis.call('HSET', KEYS[1], 'lease', string.format('%d', upto))
 return 1
 `)
 

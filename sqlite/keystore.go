@@ -281,7 +281,10 @@ const (
 	completeSQL = `UPDATE idem_keys SET done = 1, token = '', payload = ?, completed_at = ?, expires_at = ?
 		WHERE scope = ? AND key = ? AND token = ? AND done = 0 AND expires_at > ?`
 	releaseSQL = `DELETE FROM idem_keys WHERE scope = ? AND key = ? AND token = ? AND done = 0 AND expires_at > ?`
-	extendSQL  = `UPDATE idem_keys SET lease_until = ? WHERE scope = ? AND key = ? AND token = ? AND done = 0 AND expires_at > ?`
+	// Right-hand sides read the row as it was: the expiry moves by as much
+	// as the lease does (see idem.KeyStore's Extend).
+	extendSQL = `UPDATE idem_keys SET expires_at = expires_at + max(0, ?1 - lease_until), lease_until = ?1
+WHERE scope = ?2 AND key = ?3 AND token = ?4 AND done = 0 AND expires_at > ?5`
 )
 
 // Claim chooses between two orders of the same two steps. A key this
