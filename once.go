@@ -263,6 +263,15 @@ func ResolveOnce(ctx context.Context, store KeyStore, key, how string, ttl time.
 	default:
 		return fmt.Errorf("key %q: unexpected claim status %v", key, res.Status)
 	}
+	if res.Attempt == 1 {
+		// A first claim: nothing was pending under this key. Marking it
+		// done would silently stop a mistyped key's real command from
+		// ever running; say so and leave the key as it was.
+		if err := store.Release(sctx, OnceScope, key, res.Token); err != nil {
+			return err
+		}
+		return BadInput("key %q has no abandoned claim to resolve (never claimed, or expired); nothing recorded", key)
+	}
 	if args[0] == "retry" {
 		if err := store.Release(sctx, OnceScope, key, res.Token); err != nil {
 			return err

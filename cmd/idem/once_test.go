@@ -87,6 +87,16 @@ func TestOnceBasics(t *testing.T) {
 	if r := run("--key", "c", "--", "echo", "x"); r.Stdout != "abcd" || !strings.Contains(r.Stderr, "truncated: 4 of 9 bytes") {
 		t.Fatalf("truncated replay: %q %s", r.Stdout, r.Stderr)
 	}
+	// --resolve of a key nobody claimed (a typo, or expired) is refused
+	// and records nothing: the key's command still runs afterwards.
+	for _, how := range []string{"done", "retry"} {
+		if r := run("--resolve", "never-"+how, how); r.Code != 2 || !strings.Contains(r.Stderr, "no abandoned claim") {
+			t.Fatalf("--resolve %s of an unknown key: %d %s", how, r.Code, r.Stderr)
+		}
+		if r := run("--key", "never-"+how, "--", "echo", "ran"); r.Code != 0 || r.Stdout != "ran\n" {
+			t.Fatalf("after refusing to resolve it, the key's command: %d %q %s", r.Code, r.Stdout, r.Stderr)
+		}
+	}
 	// Held by a running call: exit 75 at once, or after --wait.
 	cmd := exec.Command(conformance.Binary(t), "once", "--store", store, "--key", "held", "--", "sleep", "3")
 	if err := cmd.Start(); err != nil {
