@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -117,6 +118,28 @@ type ClaimResult struct {
 // longer owns the key: its lease expired and another caller took the key,
 // or the record is gone. The caller must not assume its result was stored.
 var ErrLost = errors.New("claim lost: the key is no longer held by this owner")
+
+// CompletedAs reports whether key's record is done with exactly payload.
+// A Complete retried after an error (a timeout, a dropped connection) may
+// find the key no longer held because its first attempt did commit and
+// only the answer was lost; ErrLost then does not mean another caller took
+// the key. The record is read by claiming it at-most-once, which changes
+// nothing but for a key that was freed meanwhile: that claim is released.
+// Another run that took the key over and stored the same bytes also counts
+// as done: the recorded result is the same.
+func CompletedAs(ctx context.Context, store KeyStore, scope, key, fingerprint string, payload []byte, ttl time.Duration) bool {
+	r, err := store.Claim(ctx, ClaimRequest{Scope: scope, Key: key, Fingerprint: fingerprint, Lease: time.Second, TTL: max(ttl, time.Second)})
+	if err != nil {
+		return false
+	}
+	switch r.Status {
+	case StatusDone:
+		return bytes.Equal(r.Payload, payload)
+	case StatusClaimed:
+		_ = store.Release(ctx, scope, key, r.Token)
+	}
+	return false
+}
 
 // StoreError is a key store that failed to answer (down, timed out,
 // refused). Callers fail closed on it: the request is not executed.

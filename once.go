@@ -165,7 +165,11 @@ func execOnce(ctx, sctx context.Context, o OnceSpec, store KeyStore, token strin
 	payload, _ := json.Marshal(onceRecord{Exit: 0, Stdout: out.buf.Bytes(), Bytes: out.n, Truncated: out.n > int64(out.buf.Len())})
 	var err error
 	for try, wait := 0, 100*time.Millisecond; try < 5; try, wait = try+1, wait*3 {
-		if err = store.Complete(sctx, OnceScope, o.Key, token, payload, o.TTL); err == nil || errors.Is(err, ErrLost) {
+		err = store.Complete(sctx, OnceScope, o.Key, token, payload, o.TTL)
+		if try > 0 && errors.Is(err, ErrLost) && CompletedAs(sctx, store, OnceScope, o.Key, "", payload, o.TTL) {
+			err = nil // an earlier try committed; its answer was lost
+		}
+		if err == nil || errors.Is(err, ErrLost) {
 			break
 		}
 		time.Sleep(wait)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +58,25 @@ func RunKeyStore(t *testing.T, b KeyStoreBackend) {
 		t.Cleanup(func() { s.Close() })
 		ksDown(t, s, cut)
 	})
+}
+
+// LostReply is a key store whose first Complete commits but answers with
+// a store error, as when the connection drops after the server's commit:
+// for tests of callers that retry a completion.
+type LostReply struct {
+	idem.KeyStore
+	calls atomic.Int64
+}
+
+// Completes counts the Complete calls made so far.
+func (s *LostReply) Completes() int64 { return s.calls.Load() }
+
+func (s *LostReply) Complete(ctx context.Context, scope, key, token string, payload []byte, ttl time.Duration) error {
+	err := s.KeyStore.Complete(ctx, scope, key, token, payload, ttl)
+	if s.calls.Add(1) == 1 && err == nil {
+		return &idem.StoreError{Op: "complete", Err: errors.New("connection reset after commit")}
+	}
+	return err
 }
 
 var scopeSeq struct {

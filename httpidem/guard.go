@@ -125,7 +125,8 @@ func (m *Middleware) Begin(ctx context.Context, r Request) (*Claim, *Answer, Out
 	scope := m.scope(r.Method, r.Path, r.Scope)
 	base := context.WithoutCancel(ctx)
 	sctx, cancel := context.WithTimeout(base, m.o.StoreTimeout)
-	res, err := m.o.Store.Claim(sctx, idem.ClaimRequest{Scope: scope, Key: r.Key, Fingerprint: fingerprint(r.Method, r.Path, r.RawQuery, r.Body),
+	fp := fingerprint(r.Method, r.Path, r.RawQuery, r.Body)
+	res, err := m.o.Store.Claim(sctx, idem.ClaimRequest{Scope: scope, Key: r.Key, Fingerprint: fp,
 		Lease: m.o.Lease, TTL: m.o.TTL, Takeover: true})
 	cancel()
 	if err != nil {
@@ -150,7 +151,7 @@ func (m *Middleware) Begin(ctx context.Context, r Request) (*Claim, *Answer, Out
 		return nil, problem(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused for a different request",
 			"This key was first used with another method, path, query or body. Use a new key for a new request.", 0), Mismatch
 	}
-	c := &Claim{m: m, base: base, scope: scope, key: r.Key, token: res.Token}
+	c := &Claim{m: m, base: base, scope: scope, key: r.Key, token: res.Token, fp: fp}
 	c.heartbeat()
 	return c, nil, Forwarded
 }
@@ -161,6 +162,7 @@ type Claim struct {
 	m                 *Middleware
 	base              context.Context
 	scope, key, token string
+	fp                string // the request's fingerprint, to read the record back
 
 	mu      sync.Mutex
 	stopped bool
@@ -238,6 +240,9 @@ func (c *Claim) complete(payload []byte) {
 	for try, wait := 0, 20*time.Millisecond; try < 4; try, wait = try+1, wait*4 {
 		ctx, cancel := context.WithTimeout(c.base, c.m.o.StoreTimeout)
 		err = c.m.o.Store.Complete(ctx, c.scope, c.key, c.token, payload, c.m.o.TTL)
+		if try > 0 && errors.Is(err, idem.ErrLost) && idem.CompletedAs(ctx, c.m.o.Store, c.scope, c.key, c.fp, payload, c.m.o.TTL) {
+			err = nil // an earlier try committed; its answer was lost
+		}
 		cancel()
 		if err == nil || errors.Is(err, idem.ErrLost) {
 			break

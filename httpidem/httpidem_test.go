@@ -1,10 +1,12 @@
 package httpidem_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/conformance"
 	"github.com/idemhq/idem/httpidem"
 	"github.com/idemhq/idem/internal/front"
 	"github.com/idemhq/idem/internal/proxytest"
@@ -454,4 +457,57 @@ func TestInformationalThenError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompletionReplyLost: the store commits a completion but its answer
+// is lost; the retried completion finds the key done by that first
+// attempt. The response is recorded, so nothing may be logged as lost,
+// and the handler does not run again.
+func TestCompletionReplyLost(t *testing.T) {
+	for _, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			var calls atomic.Int64
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(http.StatusCreated)
+				io.WriteString(w, "made")
+			})
+			var logged syncBuffer
+			store := &conformance.LostReply{KeyStore: memstore.New()}
+			srv := serve(t, fe, store, h, func(o *httpidem.Options) {
+				o.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+			})
+			key := `"` + idem.NewToken() + `"`
+			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 201 {
+				t.Fatalf("first: %d", r.status)
+			}
+			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 201 || r.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("replay: %d %v", r.status, r.header)
+			}
+			if store.Completes() < 2 {
+				t.Fatalf("Complete called %d times, want a retry", store.Completes())
+			}
+			if strings.Contains(logged.String(), "not recorded") || calls.Load() != 1 {
+				t.Fatalf("handler ran %d times; log: %s", calls.Load(), logged.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
