@@ -384,9 +384,16 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, u *url.URL) bool {
 		// connection the body came on too. A small body is read now,
 		// which hands the connection back first.
 		if n := resp.Header.ContentLength(); n >= 0 && n <= 64<<10 {
-			if b, err := readAll(resp); err == nil {
-				resp.SetBodyRaw(b)
+			b, err := readAll(resp)
+			if err != nil {
+				// Cut short: nothing has gone to the client yet, and the
+				// stream is closed, so what was read must not be passed
+				// on (or stored) as the whole answer.
+				s.o.Logger.Warn("upstream answer cut short", "err", err)
+				badGateway(ctx)
+				return false
 			}
+			resp.SetBodyRaw(b)
 		}
 	}
 	return true

@@ -593,3 +593,60 @@ func TestInformationalOnHandOver(t *testing.T) {
 		t.Fatalf("upstream ran %d times, want 2", n)
 	}
 }
+
+// TestCutAnswerToClosingClient: an upstream that promises a body and
+// closes before sending it all has given no answer. With a client that
+// asked to close its connection (Connection: close, or HTTP/1.0), the
+// front end reads a small body before answering; a read cut short there
+// was ignored, and the empty rest was answered, stored and replayed as
+// the upstream's 200 for good. It must be a 502, the key left free, and
+// the retry forwarded again, as for a client that keeps its connection.
+func TestCutAnswerToClosingClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var calls atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				calls.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+			}()
+		}
+	}()
+	fast := startFast(t, "http://"+ln.Addr().String())
+	for _, tc := range []struct{ name, head string }{
+		{"connection-close", "POST /pay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"},
+		{"http-1.0", "POST /pay HTTP/1.0\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := calls.Load()
+			key := "Idempotency-Key: \"" + tc.name + "\"\r\n"
+			for try := 1; try <= 2; try++ {
+				out, _ := rawExchange(t, fast, tc.head+key+"Content-Length: 1\r\n\r\nx")
+				if !strings.HasPrefix(out, "HTTP/1.1 502") && !strings.HasPrefix(out, "HTTP/1.0 502") {
+					t.Fatalf("try %d: %q, want 502", try, out)
+				}
+			}
+			if n := calls.Load() - before; n != 2 {
+				t.Fatalf("upstream called %d times for two tries, want 2 (the key must stay free)", n)
+			}
+			// Unkeyed, the cut answer is not passed on as a whole one.
+			if out, _ := rawExchange(t, fast, tc.head+"Content-Length: 1\r\n\r\nx"); strings.Contains(out, " 200 ") {
+				t.Fatalf("unkeyed: %q, want no 200", out)
+			}
+		})
+	}
+}
