@@ -33,6 +33,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/idemhq/idem/httpidem"
@@ -169,7 +170,40 @@ func New(o Options) (*Server, error) {
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	go s.std.Serve(s.conns) // returns when Shutdown closes s.conns
-	return s.fast.Serve(ln)
+	return s.fast.Serve(patientListener{ln, s.o.Logger})
+}
+
+// patientListener waits and accepts again after an error that passes
+// (out of file descriptors in a burst of connections, one reset before
+// it was accepted), as net/http's server does. fasthttp's Serve returns
+// on any error but a timeout, which took the whole proxy down, cutting
+// off the requests in flight and leaving their keys held until their
+// leases ended.
+type patientListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l patientListener) Accept() (net.Conn, error) {
+	wait := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !passing(err) {
+			return c, err
+		}
+		l.log.Warn("accept failed; retrying", "err", err, "in", wait)
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func passing(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Shutdown stops accepting connections and waits, up to ctx's end, for

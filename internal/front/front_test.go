@@ -2,17 +2,20 @@ package front
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -648,5 +651,49 @@ func TestCutAnswerToClosingClient(t *testing.T) {
 				t.Fatalf("unkeyed: %q, want no 200", out)
 			}
 		})
+	}
+}
+
+// failingOnce is a listener whose second Accept fails as when the process
+// is out of file descriptors.
+type failingOnce struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func (l *failingOnce) Accept() (net.Conn, error) {
+	if l.n.Add(1) == 2 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptErrorPasses: one accept that fails for a passing reason
+// (EMFILE in a burst of connections) must not stop the proxy; fasthttp's
+// Serve returned on it, and idem serve shut down with requests in flight.
+func TestAcceptErrorPasses(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	s, err := New(options(t, up.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(&failingOnce{Listener: ln}) }()
+	defer s.Shutdown(context.Background())
+	for i := range 3 {
+		out, _ := rawExchange(t, "http://"+ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 200") {
+			select {
+			case err := <-served:
+				t.Fatalf("connection %d: %q; Serve had returned: %v", i+1, out, err)
+			default:
+				t.Fatalf("connection %d: %q", i+1, out)
+			}
+		}
 	}
 }
