@@ -31,6 +31,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,7 +57,7 @@ const (
 // Options configure the middleware. Only Store is required.
 type Options struct {
 	Store idem.KeyStore
-	// TTL keeps completed responses (default 24h).
+	// TTL keeps completed responses (default 24h); at least Lease.
 	TTL time.Duration
 	// Lease is how long a claim holds without a heartbeat; the middleware
 	// renews it while the handler runs, so it only matters when the
@@ -100,6 +101,11 @@ func New(opts Options) (*Middleware, error) {
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = 30 * time.Second
+	}
+	if opts.TTL < opts.Lease {
+		// The record would expire while its request still holds the
+		// lease, and an identical retry would run alongside it.
+		return nil, fmt.Errorf("httpidem: Options.TTL (%v) is shorter than Options.Lease (%v)", opts.TTL, opts.Lease)
 	}
 	if len(opts.Methods) == 0 {
 		opts.Methods = []string{http.MethodPost, http.MethodPatch}

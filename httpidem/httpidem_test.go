@@ -511,3 +511,15 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestTTLShorterThanLease: a record that expires before its lease would
+// let an identical retry run while the first request still does, so New
+// refuses the combination (idem serve and idem once check the same).
+func TestTTLShorterThanLease(t *testing.T) {
+	if _, err := httpidem.New(httpidem.Options{Store: memstore.New(), TTL: 2 * time.Second}); err == nil || !strings.Contains(err.Error(), "Lease") {
+		t.Fatalf("TTL 2s with the default 30s lease: %v, want an error naming the lease", err)
+	}
+	if _, err := httpidem.New(httpidem.Options{Store: memstore.New(), TTL: 2 * time.Second, Lease: time.Second}); err != nil {
+		t.Fatalf("TTL 2s, lease 1s: %v", err)
+	}
+}
