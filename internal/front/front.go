@@ -115,6 +115,14 @@ type Server struct {
 	fast  *fasthttp.Server
 	std   *http.Server
 	conns *connListener
+	// handing counts connections handed over that net/http has not yet
+	// started serving (its ConnState reports them): fasthttp runs the
+	// hand-over after its handler returns, so its Shutdown does not wait
+	// for them, and net/http's Shutdown does not know of a connection it
+	// has accepted but not yet tracked.
+	handing sync.WaitGroup
+	// beforePush, when set (tests), runs just before a hand-over's push.
+	beforePush func()
 	// origin is "scheme://host" of the upstream; prefix is true when its
 	// path or query must be joined with each request's.
 	origin string
@@ -163,7 +171,12 @@ func New(o Options) (*Server, error) {
 		CloseOnShutdown:   true,
 		Logger:            logger{o.Logger},
 	}
-	s.std = &http.Server{Handler: std, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.std = &http.Server{Handler: std, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if pc, ok := c.(*prefixConn); ok && st != http.StateNew {
+				pc.served.Do(s.handing.Done)
+			}
+		}}
 	return s, nil
 }
 
@@ -210,6 +223,16 @@ func passing(err error) bool {
 // the requests in flight on both servers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.fast.ShutdownWithContext(ctx)
+	// A request fasthttp just handed over must be in net/http's hands
+	// (served, so its Shutdown waits for it) before that stops, or its
+	// connection is closed unanswered. (fasthttp skips a hand-over only on
+	// a connection that already failed; the wait then ends with ctx.)
+	started := make(chan struct{})
+	go func() { s.handing.Wait(); close(started) }()
+	select {
+	case <-started:
+	case <-ctx.Done():
+	}
 	if err2 := s.std.Shutdown(ctx); err == nil {
 		err = err2
 	}
@@ -540,8 +563,15 @@ func (s *Server) handOver(ctx *fasthttp.RequestCtx) {
 	w.Write(body)
 	w.Flush()
 	ctx.HijackSetNoResponse(true)
+	s.handing.Add(1)
 	ctx.Hijack(func(c net.Conn) {
-		s.conns.push(&prefixConn{Conn: c, r: io.MultiReader(&head, c)})
+		if s.beforePush != nil {
+			s.beforePush()
+		}
+		pc := &prefixConn{Conn: c, r: io.MultiReader(&head, c)}
+		if !s.conns.push(pc) {
+			pc.served.Do(s.handing.Done)
+		}
 	})
 }
 
@@ -604,6 +634,8 @@ func lines(v [][]byte) []string {
 type prefixConn struct {
 	net.Conn
 	r io.Reader
+	// served ends the connection's count in Server.handing, once.
+	served sync.Once
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
@@ -619,11 +651,14 @@ func newConnListener() *connListener {
 	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-func (l *connListener) push(c net.Conn) {
+// push reports whether Serve took c; if not (closed), c is closed.
+func (l *connListener) push(c net.Conn) bool {
 	select {
 	case l.ch <- c:
+		return true
 	case <-l.done:
 		c.Close()
+		return false
 	}
 }
 

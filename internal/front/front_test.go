@@ -697,3 +697,41 @@ func TestAcceptErrorPasses(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownKeepsHandOver: a request handed to net/http (it asks for
+// trailers) just as the server shuts down still gets its answer. fasthttp
+// runs the hand-over after its handler returns, so its shutdown did not
+// wait for it, and net/http's listener, closed meanwhile, dropped the
+// connection unanswered.
+func TestShutdownKeepsHandOver(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") }))
+	defer up.Close()
+	s, err := New(options(t, up.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handing := make(chan struct{})
+	s.beforePush = func() {
+		close(handing)
+		time.Sleep(300 * time.Millisecond) // Shutdown starts meanwhile
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	got := make(chan string, 1)
+	go func() {
+		out, _ := rawExchange(t, "http://"+ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+		got <- out
+	}()
+	<-handing
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := <-got; !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "answered") {
+		t.Fatalf("handed-over request during shutdown: %q, want its answer", out)
+	}
+}
