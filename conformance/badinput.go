@@ -146,6 +146,37 @@ func testBadInput(t *testing.T, be Backend) {
 			t.Fatal("the failed swap changed the table")
 		}
 	})
+	// A keyed partition load whose input holds a key the table has in
+	// another partition: the partition's row digest took it for a new row,
+	// the insert skipped it as present, and the row was neither written
+	// nor moved while the load reported success (and its digest said
+	// loaded). A key belongs to one partition: the load is refused, and
+	// nothing changes.
+	t.Run("key-in-another-partition", func(t *testing.T) {
+		if b := be.NoTableKey; b != "" {
+			t.Skipf("the target keeps no key across partitions: %s", b)
+		}
+		for _, tc := range []struct {
+			st       idem.Strategy
+			noDigest bool
+		}{{idem.Upsert, false}, {idem.Merge, false}, {idem.Upsert, true}, {idem.Merge, true}} {
+			st := tc.st
+			table := fmt.Sprintf("moved_%s_%v", st, tc.noDigest)
+			a := spec(table, st, "id", "d=2024-01-01")
+			b := spec(table, st, "id", "d=2024-01-02")
+			a.NoDigest, b.NoDigest = tc.noDigest, tc.noDigest
+			mustLoad(t, tg, b, writeFile(t, "b1.csv", "id,d,v\n2,2024-01-02,b\n"))
+			mustLoad(t, tg, a, writeFile(t, "a1.csv", "id,d,v\n1,2024-01-01,a\n"))
+			before := fp(t, tg, table, nil)
+			_, err := load(t, tg, b, writeFile(t, "b2.csv", "id,d,v\n2,2024-01-02,b\n1,2024-01-02,NEW\n"))
+			if !idem.IsInputError(err) || !strings.Contains(err.Error(), "outside partition") {
+				t.Fatalf("%s (no digest: %v): a key held by another partition: %v, want an input error", st, tc.noDigest, err)
+			}
+			if after := fp(t, tg, table, nil); after != before {
+				t.Fatalf("%s: the refused load changed the table", st)
+			}
+		}
+	})
 	t.Run("allow-empty", func(t *testing.T) {
 		s := spec("empty_ok", idem.Replace, "", "")
 		mustLoad(t, tg, s, writeFile(t, "one.csv", "a\n1\n"))

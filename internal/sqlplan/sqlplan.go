@@ -268,6 +268,17 @@ func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts
 		c.Replaced = true
 		return c, err
 	}
+	if p.Plan.Partition != nil && len(p.Plan.Key) > 0 {
+		// The same rule as ApplyDelta's: the updates below match keys
+		// table-wide and would pull a row out of its own partition, which
+		// that partition's next load puts back.
+		if n, err := p.keysElsewhere(ctx, s); err != nil || n > 0 {
+			if err == nil {
+				err = p.elsewhere(n)
+			}
+			return c, err
+		}
+	}
 	strat := p.Plan.Strategy
 	if strat == idem.Merge || strat == idem.Replace || strat == idem.ReplacePartition {
 		where, args := p.scope("t")
@@ -318,9 +329,35 @@ func (p *Planner) ApplyDelta(ctx context.Context, st *Stage, gone [][]byte, chan
 		}
 	}
 	if added > 0 {
-		c.Inserted, err = p.insertNew(ctx, st.Name)
+		if c.Inserted, err = p.insertNew(ctx, st.Name); err != nil {
+			return c, err
+		}
+		// The digest is the partition's: a key it lacks is new to the
+		// partition, and insertNew skips one the table holds elsewhere.
+		// Such a row would be neither written nor moved, while this
+		// partition's digest recorded it as loaded: lost in silence. A key
+		// belongs to one partition, so the load is refused (and rolled back).
+		if n := added - c.Inserted; n > 0 && p.Plan.Partition != nil {
+			return c, p.elsewhere(n)
+		}
 	}
-	return c, err
+	return c, nil
+}
+
+// keysElsewhere counts the table's rows outside the load's partition whose
+// key is staged.
+func (p *Planner) keysElsewhere(ctx context.Context, s string) (int64, error) {
+	where, args := p.scope("t")
+	var n int64
+	q := fmt.Sprintf("SELECT count(*) FROM %s AS t WHERE NOT (%s) AND EXISTS (SELECT 1 FROM %s AS s WHERE %s)",
+		p.table(), where, s, p.keyMatch("s", "t"))
+	err := p.X.Query(ctx, q, args, func(v []any) error { n = toInt(v[0]); return nil })
+	return n, err
+}
+
+func (p *Planner) elsewhere(n int64) error {
+	return idem.BadInput("%d key(s) of the input are already in %q outside partition %s; with --key, a key must stay in one partition (load the rows into the partition that holds them, or delete them there first)",
+		n, p.Plan.Table, p.Plan.Partition)
 }
 
 func (p *Planner) nonKeyCols() []string {
