@@ -342,6 +342,17 @@ const stageName = "idem_stage"
 // every value is already canonical text, which PostgreSQL parses as fast as
 // \copy does, and because unquoted-empty vs quoted-empty carries NULL vs ”
 // exactly.
+var _ sqlplan.KeyEnforcer = (*tx)(nil)
+
+func (x *tx) EnforcesKey(ctx context.Context, table string, key []string) (bool, error) {
+	var ok bool
+	err := x.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
+	WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+	AND ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) <@ $2::text[])`,
+		dialect{}.Quote(table), key).Scan(&ok)
+	return ok, err
+}
+
 func (x *tx) Stage(ctx context.Context, p *sqlplan.Planner, in sqlplan.Rows, direct bool) (*sqlplan.Stage, error) {
 	d := dialect{}
 	names := in.Columns().Names()

@@ -49,6 +49,17 @@ type DeltaTuner interface {
 	BeforeDelta(ctx context.Context, stagedRows int64) error
 }
 
+// KeyEnforcer is a transaction that can say whether the target table
+// enforces the load's key. A keyed load into an empty scope copies its
+// rows straight into the table only then: a duplicate key in the input is
+// then refused by the table at its line, while without such an index it
+// would go in silently (the staging table's check is what catches it).
+type KeyEnforcer interface {
+	// EnforcesKey reports whether the table itself rejects a duplicate of
+	// key (a primary key or unique index on key's columns or fewer).
+	EnforcesKey(ctx context.Context, table string, key []string) (bool, error)
+}
+
 // DirectTokener is implemented by backends that can state the token of a
 // scope whose every row this transaction wrote, without reading it (the
 // scope was empty and the rows were written directly).
@@ -247,8 +258,20 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	var st *Stage
 	if diff != nil {
 		st = diff.st
-	} else if st, err = tx.Stage(ctx, pl, rows, swap || (emptyScope && plan.Dedupe == idem.DedupeError)); err != nil {
-		return nil, err
+	} else {
+		direct := swap
+		if emptyScope && plan.Dedupe == idem.DedupeError {
+			// A table this load created has its key as primary key.
+			direct = ddl
+			if ke, ok := tx.(KeyEnforcer); ok && !ddl {
+				if direct, err = ke.EnforcesKey(ctx, plan.Table, plan.Key); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if st, err = tx.Stage(ctx, pl, rows, direct); err != nil {
+			return nil, err
+		}
 	}
 	rowsIn := st.Rows
 	switch {

@@ -1,0 +1,60 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/pgtest"
+	"github.com/idemhq/idem/postgres"
+	"github.com/idemhq/idem/source"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestDuplicateKeyIntoTableWithoutKey: a keyed first load into a table the
+// user created without a primary key. Rows used to be copied straight in,
+// trusting the table to refuse a duplicate key, so both rows of key 1 went
+// in silently. The duplicate must be an input error at its line, with
+// nothing written, as it is when the table does enforce the key.
+func TestDuplicateKeyIntoTableWithoutKey(t *testing.T) {
+	u, _ := pgtest.FreshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE nokey (id bigint, v text); CREATE TABLE haskey (id bigint PRIMARY KEY, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	file := filepath.Join(t.TempDir(), "dup.csv")
+	if err := os.WriteFile(file, []byte("id,v\n1,a\n1,b\n2,c\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"nokey", "haskey"} {
+		rr, err := source.Open([]string{file}, nil, source.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = idem.Load(ctx, tg, rr, idem.LoadSpec{Table: table, Strategy: idem.Upsert, Key: []string{"id"},
+			RunID: fmt.Sprint(time.Now().UnixNano()), InputDigest: table + "|dup"})
+		rr.Close()
+		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "dup.csv:3") {
+			t.Fatalf("%s: %v, want an input error at dup.csv:3", table, err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s: %d rows after the refused load (%v), want none", table, n, err)
+		}
+	}
+}
