@@ -290,6 +290,13 @@ func (x *tx) Lock(ctx context.Context, p *idem.Plan) error {
 	var err error
 	if p.Partition != nil {
 		_, err = x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)", tk, lockKey("idem.partition", p.Table, p.Partition.String()))
+		if err == nil {
+			// First loads of several partitions of a table that does not
+			// exist yet would each create it, and all but one fail on the
+			// catalog's unique index: they take turns until it exists.
+			_, err = x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1) WHERE to_regclass($2) IS NULL",
+				lockKey("idem.create", p.Table), dialect{}.Quote(p.Table))
+		}
 	} else {
 		_, err = x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tk)
 	}

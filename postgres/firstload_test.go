@@ -58,3 +58,50 @@ func TestDuplicateKeyIntoTableWithoutKey(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentFirstPartitionLoads: loads of different partitions of a
+// table that does not exist yet, started together, all succeed. Each used
+// to create the table, and all but one failed on the catalog's unique
+// index (exit 1), although partitions are meant to load side by side.
+func TestConcurrentFirstPartitionLoads(t *testing.T) {
+	u, _ := pgtest.FreshSchema(t)
+	ctx := context.Background()
+	tg, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	dir := t.TempDir()
+	const parts = 4
+	for round := range 5 {
+		table := fmt.Sprintf("fresh%d", round)
+		errs := make(chan error, parts)
+		start := make(chan struct{})
+		for i := range parts {
+			day := fmt.Sprintf("2024-01-%02d", i+1)
+			file := filepath.Join(dir, fmt.Sprintf("%s-%s.csv", table, day))
+			if err := os.WriteFile(file, []byte(fmt.Sprintf("id,d,v\n%d,%s,x\n", i, day)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				rr, err := source.Open([]string{file}, nil, source.Options{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer rr.Close()
+				<-start
+				p, _ := idem.ParsePartition("d=" + day)
+				_, err = idem.Load(ctx, tg, rr, idem.LoadSpec{Table: table, Strategy: idem.Upsert, Key: []string{"id"}, Partition: p,
+					Create: true, RunID: fmt.Sprint(time.Now().UnixNano(), i), InputDigest: file, LockTimeout: time.Minute})
+				errs <- err
+			}()
+		}
+		close(start)
+		for range parts {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: a first partition load failed: %v", round, err)
+			}
+		}
+	}
+}
