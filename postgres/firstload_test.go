@@ -105,3 +105,52 @@ func TestConcurrentFirstPartitionLoads(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedRowAfterCopy: a value the table refuses in the statements
+// after COPY (the scope was not empty, so rows go through the staging
+// table) is bad input, exit 2, not a retryable failure; nothing changes.
+func TestRefusedRowAfterCopy(t *testing.T) {
+	u, _ := pgtest.FreshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE narrow (id bigint PRIMARY KEY, v varchar(3) NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	dir := t.TempDir()
+	load := func(name, body string) error {
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rr, err := source.Open([]string{file}, nil, source.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rr.Close()
+		_, err = idem.Load(ctx, tg, rr, idem.LoadSpec{Table: "narrow", Strategy: idem.Upsert, Key: []string{"id"},
+			RunID: fmt.Sprint(time.Now().UnixNano()), InputDigest: name})
+		return err
+	}
+	if err := load("a.csv", "id,v\n1,abc\n"); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"long.csv": "id,v\n1,abc\n2,abcdef\n", "null.csv": "id,v\n1,abc\n3,\n"} {
+		err := load(name, body)
+		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("%s: %v, want an input error", name, err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM narrow").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("%s: %d rows after the refused load (%v), want 1", name, n, err)
+		}
+	}
+}

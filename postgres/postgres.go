@@ -262,7 +262,31 @@ func (x *tx) WrittenToken(ctx context.Context, table string, part *idem.Partitio
 }
 
 func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return x.x.Exec(ctx, q, args...)
+	n, err := x.x.Exec(ctx, q, args...)
+	return n, refused(err)
+}
+
+// refused turns the table refusing a row in a statement after COPY (a
+// value too long for the column, a NULL into NOT NULL, an integer out of
+// range, a CHECK or unique constraint) into an input error: a retry would
+// fail the same way, so it is exit 2, not 1. COPY's own refusals have
+// their line (copyError); these name the column and the constraint, as
+// the rows went through the staging table in bulk.
+func refused(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || (!strings.HasPrefix(pe.Code, "22") && !strings.HasPrefix(pe.Code, "23")) || pe.Code == "23505" {
+		// A unique violation is left as it is: the loader finds the
+		// clashing input line from its columns (ConflictColumns).
+		return err
+	}
+	msg := fmt.Sprintf("table %q refused an input row: %s", pe.TableName, pe.Message)
+	if pe.TableName == "" {
+		msg = "the table refused an input row: " + pe.Message
+	}
+	if pe.Detail != "" {
+		msg += " (" + pe.Detail + ")"
+	}
+	return &idem.InputError{Column: pe.ColumnName, Msg: msg + " (SQLSTATE " + pe.Code + ")"}
 }
 func (x *tx) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
 	return x.x.Query(ctx, q, args, fn)
