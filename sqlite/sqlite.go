@@ -16,7 +16,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/sqlplan"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
 )
 
 // Target is a SQLite database file.
@@ -255,7 +255,32 @@ type tx struct {
 }
 
 func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return x.x.Exec(ctx, q, args...)
+	n, err := x.x.Exec(ctx, q, args...)
+	return n, refused(err)
+}
+
+// SQLite's result codes for a row the table refuses (sqlite3.h).
+const (
+	sqliteConstraint = 19
+	sqliteMismatch   = 20 // a STRICT table's type
+	sqlitePrimaryKey = 1555
+	sqliteUnique     = 2067
+)
+
+// refused turns the table refusing a row (NOT NULL, CHECK, a STRICT type)
+// into an input error: a retry would fail the same way, so it is exit 2,
+// not 1. A unique or primary-key violation is left as it is: the loader
+// finds the clashing input line from its columns.
+func refused(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	c := se.Code()
+	if c == sqlitePrimaryKey || c == sqliteUnique || (c&0xff != sqliteConstraint && c&0xff != sqliteMismatch) {
+		return err
+	}
+	return &idem.InputError{Msg: "the table refused an input row: " + se.Error()}
 }
 func (x *tx) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
 	return x.x.Query(ctx, q, args, fn)
