@@ -429,18 +429,7 @@ func TestInformationalThenError(t *testing.T) {
 	for _, fe := range frontEnds {
 		t.Run(fe.name, func(t *testing.T) {
 			var calls atomic.Int64
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				n := calls.Add(1)
-				w.Header().Set("Link", "</a.css>; rel=preload")
-				w.WriteHeader(http.StatusEarlyHints)
-				if n == 1 {
-					w.WriteHeader(http.StatusServiceUnavailable)
-					io.WriteString(w, "down")
-					return
-				}
-				w.WriteHeader(http.StatusCreated)
-				io.WriteString(w, "made")
-			})
+			h := proxytest.HintsThenFail(&calls)
 			srv := serve(t, fe, memstore.New(), h, nil)
 			key := `"` + idem.NewToken() + `"`
 			if r := do(t, srv.Client(), "POST", srv.URL+"/x", key, "b"); r.status != 503 || r.body != "down" {

@@ -556,18 +556,7 @@ func TestNoSmuggling(t *testing.T) {
 // with a replayed 200 (the 503's body under the 103's status, as before).
 func TestInformationalOnHandOver(t *testing.T) {
 	var calls atomic.Int64
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := calls.Add(1)
-		w.Header().Set("Link", "</a.css>; rel=preload")
-		w.WriteHeader(http.StatusEarlyHints)
-		if n == 1 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "down")
-			return
-		}
-		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, "made")
-	}))
+	up := httptest.NewServer(proxytest.HintsThenFail(&calls))
 	defer up.Close()
 	base := startFast(t, up.URL)
 	send := func() (int, string, string) {
@@ -605,31 +594,8 @@ func TestInformationalOnHandOver(t *testing.T) {
 // the upstream's 200 for good. It must be a 502, the key left free, and
 // the retry forwarded again, as for a client that keeps its connection.
 func TestCutAnswerToClosingClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var calls atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				calls.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
-			}()
-		}
-	}()
-	fast := startFast(t, "http://"+ln.Addr().String())
+	addr, calls := proxytest.RawOnce(t, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+	fast := startFast(t, "http://"+addr)
 	for _, tc := range []struct{ name, head string }{
 		{"connection-close", "POST /pay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"},
 		{"http-1.0", "POST /pay HTTP/1.0\r\n"},

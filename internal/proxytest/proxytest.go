@@ -4,6 +4,7 @@
 package proxytest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -24,6 +26,56 @@ type Seen struct {
 	ContentLength     int64
 	Chunked           bool
 	Body              string
+}
+
+// RawOnce is an upstream that reads one request on each connection, drains
+// its body, writes answer as raw bytes, and closes: for answers net/http
+// would not write (a body cut short, a connection gone stale). served
+// counts the requests it read.
+func RawOnce(t testing.TB, answer string) (addr string, served *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	served = &atomic.Int64{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, r.Body)
+				served.Add(1)
+				io.WriteString(c, answer)
+			}()
+		}
+	}()
+	return ln.Addr().String(), served
+}
+
+// HintsThenFail is a handler that sends 103 Early Hints before each
+// answer: 503 "down" the first time, 201 "made" after. calls counts its
+// runs.
+func HintsThenFail(calls *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "down")
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "made")
+	})
 }
 
 // Echo answers every request with what it received, shaped by the

@@ -1,11 +1,9 @@
 package upstream
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -69,31 +67,7 @@ func TestSameAsNetHTTP(t *testing.T) {
 // connection without saying so, as a server whose keep-alive timeout has
 // just passed would: the next request sent on it gets no answer.
 func staleUpstream(t *testing.T) (addr string, served *atomic.Int64) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	served = &atomic.Int64{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, r.Body)
-				served.Add(1)
-				io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
-			}()
-		}
-	}()
-	return ln.Addr().String(), served
+	return proxytest.RawOnce(t, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
 }
 
 // TestRetryOnlyWhatMayBeReplayed: a request that meets a connection the
