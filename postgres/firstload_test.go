@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/conformance"
 	"github.com/idemhq/idem/internal/pgtest"
 	"github.com/idemhq/idem/postgres"
 	"github.com/idemhq/idem/source"
@@ -22,41 +23,50 @@ import (
 // in silently. The duplicate must be an input error at its line, with
 // nothing written, as it is when the table does enforce the key.
 func TestDuplicateKeyIntoTableWithoutKey(t *testing.T) {
+	conn, tg := userTables(t, `CREATE TABLE nokey (id bigint, v text); CREATE TABLE haskey (id bigint PRIMARY KEY, v text)`)
+	for _, table := range []string{"nokey", "haskey"} {
+		_, err := conformance.LoadCSV(t, tg, idem.LoadSpec{Table: table, Strategy: idem.Upsert, Key: []string{"id"}}, "dup.csv", "id,v\n1,a\n1,b\n2,c\n")
+		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "dup.csv:3") {
+			t.Fatalf("%s: %v, want an input error at dup.csv:3", table, err)
+		}
+		if n := rows(t, conn, table); n != 0 {
+			t.Fatalf("%s: %d rows after the refused load, want none", table, n)
+		}
+	}
+}
+
+// userTables opens a target on a fresh schema where ddl has created the
+// user's own tables, and a connection to look at them.
+func userTables(t *testing.T, ddl string) (*pgx.Conn, *postgres.Target) {
+	t.Helper()
 	u, _ := pgtest.FreshSchema(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE nokey (id bigint, v text); CREATE TABLE haskey (id bigint PRIMARY KEY, v text)`); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	if ddl != "" {
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tg, err := postgres.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tg.Close()
-	file := filepath.Join(t.TempDir(), "dup.csv")
-	if err := os.WriteFile(file, []byte("id,v\n1,a\n1,b\n2,c\n"), 0o644); err != nil {
+	t.Cleanup(func() { tg.Close() })
+	return conn, tg
+}
+
+// rows counts table's rows.
+func rows(t *testing.T, conn *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"nokey", "haskey"} {
-		rr, err := source.Open([]string{file}, nil, source.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = idem.Load(ctx, tg, rr, idem.LoadSpec{Table: table, Strategy: idem.Upsert, Key: []string{"id"},
-			RunID: fmt.Sprint(time.Now().UnixNano()), InputDigest: table + "|dup"})
-		rr.Close()
-		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "dup.csv:3") {
-			t.Fatalf("%s: %v, want an input error at dup.csv:3", table, err)
-		}
-		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
-			t.Fatalf("%s: %d rows after the refused load (%v), want none", table, n, err)
-		}
-	}
+	return n
 }
 
 // TestConcurrentFirstPartitionLoads: loads of different partitions of a
@@ -64,13 +74,8 @@ func TestDuplicateKeyIntoTableWithoutKey(t *testing.T) {
 // to create the table, and all but one failed on the catalog's unique
 // index (exit 1), although partitions are meant to load side by side.
 func TestConcurrentFirstPartitionLoads(t *testing.T) {
-	u, _ := pgtest.FreshSchema(t)
+	_, tg := userTables(t, "")
 	ctx := context.Background()
-	tg, err := postgres.Open(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
 	dir := t.TempDir()
 	const parts = 4
 	for round := range 5 {
@@ -110,47 +115,18 @@ func TestConcurrentFirstPartitionLoads(t *testing.T) {
 // after COPY (the scope was not empty, so rows go through the staging
 // table) is bad input, exit 2, not a retryable failure; nothing changes.
 func TestRefusedRowAfterCopy(t *testing.T) {
-	u, _ := pgtest.FreshSchema(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE narrow (id bigint PRIMARY KEY, v varchar(3) NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	tg, err := postgres.Open(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	dir := t.TempDir()
-	load := func(name, body string) error {
-		file := filepath.Join(dir, name)
-		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rr, err := source.Open([]string{file}, nil, source.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rr.Close()
-		_, err = idem.Load(ctx, tg, rr, idem.LoadSpec{Table: "narrow", Strategy: idem.Upsert, Key: []string{"id"},
-			RunID: fmt.Sprint(time.Now().UnixNano()), InputDigest: name})
-		return err
-	}
-	if err := load("a.csv", "id,v\n1,abc\n"); err != nil {
+	conn, tg := userTables(t, `CREATE TABLE narrow (id bigint PRIMARY KEY, v varchar(3) NOT NULL)`)
+	spec := idem.LoadSpec{Table: "narrow", Strategy: idem.Upsert, Key: []string{"id"}}
+	if _, err := conformance.LoadCSV(t, tg, spec, "a.csv", "id,v\n1,abc\n"); err != nil {
 		t.Fatal(err)
 	}
 	for name, body := range map[string]string{"long.csv": "id,v\n1,abc\n2,abcdef\n", "null.csv": "id,v\n1,abc\n3,\n"} {
-		err := load(name, body)
+		_, err := conformance.LoadCSV(t, tg, spec, name, body)
 		if !idem.IsInputError(err) || !strings.Contains(err.Error(), "refused") {
 			t.Fatalf("%s: %v, want an input error", name, err)
 		}
-		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM narrow").Scan(&n); err != nil || n != 1 {
-			t.Fatalf("%s: %d rows after the refused load (%v), want 1", name, n, err)
+		if n := rows(t, conn, "narrow"); n != 1 {
+			t.Fatalf("%s: %d rows after the refused load, want 1", name, n)
 		}
 	}
 }
