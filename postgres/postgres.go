@@ -268,10 +268,10 @@ func (x *tx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 
 // refused turns the table refusing a row in a statement after COPY (a
 // value too long for the column, a NULL into NOT NULL, an integer out of
-// range, a CHECK or unique constraint) into an input error: a retry would
-// fail the same way, so it is exit 2, not 1. COPY's own refusals have
-// their line (copyError); these name the column and the constraint, as
-// the rows went through the staging table in bulk.
+// range, a CHECK or foreign key constraint) into an input error: a retry
+// would fail the same way, so it is exit 2, not 1. COPY's own refusals
+// have their line (copyError); for these the loader finds it
+// (sqlplan.Refusal) where it can.
 func refused(err error) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || (!strings.HasPrefix(pe.Code, "22") && !strings.HasPrefix(pe.Code, "23")) || pe.Code == "23505" {
@@ -286,7 +286,7 @@ func refused(err error) error {
 	if pe.Detail != "" {
 		msg += " (" + pe.Detail + ")"
 	}
-	return &idem.InputError{Column: pe.ColumnName, Msg: msg + " (SQLSTATE " + pe.Code + ")"}
+	return &sqlplan.Refusal{InputError: &idem.InputError{Column: pe.ColumnName, Msg: msg + " (SQLSTATE " + pe.Code + ")"}}
 }
 func (x *tx) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
 	return x.x.Query(ctx, q, args, fn)
@@ -464,11 +464,12 @@ func copyError(err error, st *sqlplan.Stage, recent []idem.Pos) error {
 		msg += ": " + pe.Detail
 	}
 	ie := &idem.InputError{Msg: msg, Err: nil}
-	// The context reads `COPY name, line N[, column c: "v"]`; N counts
-	// records from 1.
+	// The context reads `COPY name, line N, column c: "v"` for a value
+	// COPY could not take and `COPY name, line N: "row"` for a row the
+	// table refused; N counts records from 1.
 	if _, after, ok := strings.Cut(pe.Where, ", line "); ok {
-		numText, _, _ := strings.Cut(after, ",")
-		if n, perr := strconv.ParseInt(strings.TrimSpace(numText), 10, 64); perr == nil && n >= 1 && n <= st.Rows && st.Rows-n < recentRows {
+		numText := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
+		if n, perr := strconv.ParseInt(numText, 10, 64); perr == nil && n >= 1 && n <= st.Rows && st.Rows-n < recentRows {
 			pos := recent[(n-1)%recentRows]
 			ie.File, ie.Line = pos.File, pos.Line
 		} else if perr == nil {

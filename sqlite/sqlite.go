@@ -280,7 +280,7 @@ func refused(err error) error {
 	if c == sqlitePrimaryKey || c == sqliteUnique || (c&0xff != sqliteConstraint && c&0xff != sqliteMismatch) {
 		return err
 	}
-	return &idem.InputError{Msg: "the table refused an input row: " + se.Error()}
+	return &sqlplan.Refusal{InputError: &idem.InputError{Msg: "the table refused an input row: " + se.Error()}}
 }
 func (x *tx) Query(ctx context.Context, q string, args []any, fn func([]any) error) error {
 	return x.x.Query(ctx, q, args, fn)

@@ -312,11 +312,22 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 					return nil, err
 				}
 				carry = func(c Counts) (string, bool, error) {
-					return carryToken(ctx, v, oldTok, touched, c, int64(len(g.changed)), int64(len(g.newKeys)), int64(len(gone)))
+					// The delta runs in a savepoint (located), so its rows
+					// bear the savepoint's version, read back from them.
+					w := writtenVersion{Versioned: v, p: pl, stage: st.Name, wrote: c.Updated + c.Inserted}
+					tok, ok, err := carryToken(ctx, w, oldTok, touched, c, int64(len(g.changed)), int64(len(g.newKeys)), int64(len(gone)))
+					if errors.Is(err, errVersionUnknown) {
+						return "", false, nil
+					}
+					return tok, ok, err
 				}
 			}
 		}
-		if counts, err = pl.ApplyDelta(ctx, st, gone, int64(len(g.changed)), int64(len(g.newKeys))); err != nil {
+		err = pl.located(ctx, tx, st, true, func() (err error) {
+			counts, err = pl.ApplyDelta(ctx, st, gone, int64(len(g.changed)), int64(len(g.newKeys)))
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 		counts.Skipped = g.skipped
@@ -345,7 +356,11 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	case st.Direct:
 		counts = Counts{Inserted: st.Rows, Replaced: true}
 	default:
-		if counts, err = pl.Apply(ctx, st, emptyScope); err != nil {
+		err = pl.located(ctx, tx, st, true, func() (err error) {
+			counts, err = pl.Apply(ctx, st, emptyScope)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	}

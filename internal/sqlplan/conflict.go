@@ -39,6 +39,9 @@ func (p *Planner) insertStaged(ctx context.Context, tx Tx, st *Stage) (int64, er
 	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idem_insert"); rerr != nil {
 		return 0, err
 	}
+	if isRefusal(err) {
+		return 0, p.refusedAt(ctx, tx, st, err)
+	}
 	if cols := cn.ConflictColumns(err); len(cols) > 0 {
 		if located := p.conflictAt(ctx, st, cols, err); located != nil {
 			return 0, located

@@ -2,6 +2,7 @@ package sqlplan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -108,4 +109,43 @@ func carryToken(ctx context.Context, v Versioned, old VersionToken, touched vers
 		return "", false, nil
 	}
 	return next.String(), true, nil
+}
+
+// errVersionUnknown: the rows a delta wrote do not show one version.
+var errVersionUnknown = errors.New("version of the written rows unknown")
+
+// writtenVersion reads the version a delta stamped from the rows it
+// wrote, instead of asking for the transaction's: a delta that ran in a
+// savepoint stamps the savepoint's own id, which PostgreSQL offers no
+// function to read. The rows written are exactly the staged rows the
+// target now holds unchanged (the digest staged only rows that differ
+// from or are missing in the target), so there must be wrote of them and
+// all with one version; anything else is errVersionUnknown and the token
+// is read from the table instead.
+type writtenVersion struct {
+	Versioned
+	p     *Planner
+	stage string
+	wrote int64
+}
+
+func (w writtenVersion) TxVersion(ctx context.Context) (int64, error) {
+	ver := w.VersionExpr("t")
+	q := fmt.Sprintf("SELECT count(*), min(%s), max(%s) FROM %s AS t JOIN %s AS s ON %s WHERE %s",
+		ver, ver, w.p.table(), w.stage, w.p.keyMatch("t", "s"), w.p.sameRow("t", "s"))
+	var n, lo, hi int64
+	err := w.p.X.Query(ctx, q, nil, func(v []any) error {
+		n = toInt(v[0])
+		if v[1] != nil && v[2] != nil {
+			lo, hi = toInt(v[1]), toInt(v[2])
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n != w.wrote || n == 0 || lo != hi {
+		return 0, errVersionUnknown
+	}
+	return lo, nil
 }
