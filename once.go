@@ -44,9 +44,12 @@ type OnceSpec struct {
 	Wait       time.Duration // wait this long for a running holder before giving up (exit 75)
 	AtMostOnce bool          // after a holder died, exit 4 instead of running again
 	MaxOutput  int64         // bytes of stdout recorded
-	Stdin      io.Reader
-	Stdout     io.Writer // the command's stdout, or the replayed one
-	Stderr     io.Writer // the command's stderr and idem's notes
+	// QuietReplay: a done key prints neither its recorded stdout nor a
+	// note (backfill, which reports each date itself).
+	QuietReplay bool
+	Stdin       io.Reader
+	Stdout      io.Writer // the command's stdout, or the replayed one
+	Stderr      io.Writer // the command's stderr and idem's notes
 }
 
 // CheckKey enforces the key rules shared by once and serve.
@@ -87,9 +90,21 @@ func (o *OnceSpec) Validate() error {
 // its holder died, unless AtMostOnce), records its exit code and stdout on
 // success and releases the key on failure; a done key replays its stdout.
 func Once(ctx context.Context, store KeyStore, o OnceSpec) error {
+	_, err := RunOnce(ctx, store, o)
+	return err
+}
+
+// RunOnce is Once, also saying whether the key was done already (then
+// nothing ran).
+func RunOnce(ctx context.Context, store KeyStore, o OnceSpec) (replayed bool, err error) {
 	if err := o.Validate(); err != nil {
-		return err
+		return false, err
 	}
+	err = runOnce(ctx, store, o, &replayed)
+	return replayed, err
+}
+
+func runOnce(ctx context.Context, store KeyStore, o OnceSpec, replayed *bool) error {
 	var err error
 	// Store calls must finish even while idem is being stopped: a claim
 	// left behind costs a lease, a lost completion could run COMMAND twice.
@@ -112,6 +127,7 @@ func Once(ctx context.Context, store KeyStore, o OnceSpec) error {
 	}
 	switch res.Status {
 	case StatusDone:
+		*replayed = true
 		return replayOnce(o, res)
 	case StatusHeld:
 		return &ExitError{ExitTempFail, fmt.Sprintf("key %q is held by another run (its lease ends in %s); not running", o.Key, res.LeaseLeft.Round(time.Second))}
@@ -225,6 +241,9 @@ func replayOnce(o OnceSpec, res ClaimResult) error {
 	var rec onceRecord
 	if err := json.Unmarshal(res.Payload, &rec); err != nil {
 		return fmt.Errorf("key %q: stored record unreadable: %w", key, err)
+	}
+	if o.QuietReplay {
+		return nil
 	}
 	o.Stdout.Write(rec.Stdout)
 	how := "done"
