@@ -77,7 +77,7 @@ func (m *Middleware) Check(method string, keyLines []string) (key string, ans *A
 		}
 		return "", nil, Unkeyed
 	}
-	key, err := ParseKey(keyLines)
+	key, err := parseKey(keyLines, m.o.BareKeys)
 	if err != nil {
 		return "", problem(http.StatusBadRequest, "idempotency-key-invalid", "Idempotency-Key is invalid", err.Error(), 0), Rejected
 	}

@@ -67,6 +67,10 @@ type Options struct {
 	Methods []string
 	// RequireKey answers 400 to a covered request without a key.
 	RequireKey bool
+	// BareKeys also accepts keys sent without quotes (ParseBareKey), as
+	// Stripe-style clients send them; by default only the draft's quoted
+	// Structured Field string is a key, and anything else gets 400.
+	BareKeys bool
 	// ScopeHeader's value (hashed) scopes keys per client (default
 	// "Authorization"; "-" for none).
 	ScopeHeader string

@@ -512,3 +512,32 @@ func TestTTLShorterThanLease(t *testing.T) {
 		t.Fatalf("TTL 2s, lease 1s: %v", err)
 	}
 }
+
+// TestBareKeys: an unquoted key (Stripe's form) is refused with 400 by
+// default, as the draft wants; with BareKeys it is the key, the same key
+// as its quoted form, and a retry replays without calling the handler.
+func TestBareKeys(t *testing.T) {
+	for _, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			up := &countingHandler{}
+			strict := serve(t, fe, memstore.New(), up, nil)
+			if r := do(t, strict.client, "POST", strict.URL+"/pay", "8e03978e-40d5", `{"a":1}`); r.status != http.StatusBadRequest {
+				t.Fatalf("unquoted key without BareKeys: %d, want 400", r.status)
+			}
+			s := serve(t, fe, memstore.New(), up, func(o *httpidem.Options) { o.BareKeys = true })
+			first := do(t, s.client, "POST", s.URL+"/pay", "8e03978e-40d5", `{"a":1}`)
+			again := do(t, s.client, "POST", s.URL+"/pay", "8e03978e-40d5", `{"a":1}`)
+			quoted := do(t, s.client, "POST", s.URL+"/pay", `"8e03978e-40d5"`, `{"a":1}`)
+			if first.status != http.StatusCreated || again.body != first.body || quoted.body != first.body ||
+				again.header.Get("Idempotent-Replayed") != "true" || quoted.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("first %+v, again %+v, quoted %+v", first, again, quoted)
+			}
+			if n := up.calls.Load(); n != 1 {
+				t.Fatalf("handler called %d times, want 1", n)
+			}
+			if r := do(t, s.client, "POST", s.URL+"/pay", "a,b", `{"a":1}`); r.status != http.StatusBadRequest {
+				t.Fatalf("unquoted key with a comma: %d, want 400", r.status)
+			}
+		})
+	}
+}

@@ -25,7 +25,16 @@ var errNoKey = &KeyError{Msg: "missing"}
 // field lines combine into a list, which is not an Item: rejected. Written
 // by hand because the standard library has no Structured Field parser and
 // only this one small production is needed.
-func ParseKey(lines []string) (string, error) {
+func ParseKey(lines []string) (string, error) { return parseKey(lines, false) }
+
+// ParseBareKey is ParseKey that also takes a key sent without quotes, as
+// Stripe's API and most clients send it (Idempotency-Key: 8e03978e-…).
+// Such a key is the field's text, which must then be visible ASCII with
+// no quote, comma or semicolon, so that nothing a Structured Field
+// parser would read differently passes as a bare key.
+func ParseBareKey(lines []string) (string, error) { return parseKey(lines, true) }
+
+func parseKey(lines []string, bare bool) (string, error) {
 	if len(lines) == 0 {
 		return "", errNoKey
 	}
@@ -36,8 +45,17 @@ func ParseKey(lines []string) (string, error) {
 	if s == "" {
 		return "", errNoKey
 	}
+	if s[0] != '"' && bare {
+		if i := strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == ',' || r == ';' }); i >= 0 {
+			return "", &KeyError{Msg: fmt.Sprintf("an unquoted key must be visible ASCII without quotes, commas or semicolons (byte %d)", i+1)}
+		}
+		if len(s) > MaxKeyLen {
+			return "", &KeyError{Msg: fmt.Sprintf("%d characters, at most %d allowed", len(s), MaxKeyLen)}
+		}
+		return s, nil
+	}
 	if s[0] != '"' {
-		return "", &KeyError{Msg: fmt.Sprintf("must be a quoted Structured Field string, e.g. \"%s\"", clip(s))}
+		return "", &KeyError{Msg: fmt.Sprintf("must be a quoted Structured Field string, e.g. \"%s\" (idem serve --bare-keys also takes it unquoted)", clip(s))}
 	}
 	key, rest, err := parseString(s)
 	if err != nil {

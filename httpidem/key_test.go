@@ -71,5 +71,27 @@ func FuzzParseKey(f *testing.F) {
 		if k2, err := ParseKey([]string{q}); err != nil || k2 != k {
 			t.Fatalf("round trip of %q: %q, %v", k, k2, err)
 		}
+		// Whatever the strict parser takes, the lenient one takes alike.
+		if k2, err := ParseBareKey([]string{s}); err != nil || k2 != k {
+			t.Fatalf("ParseBareKey(%q) = %q, %v; ParseKey gave %q", s, k2, err, k)
+		}
 	})
+}
+
+func TestParseBareKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"8e03978e-40d5-43e8":     "8e03978e-40d5-43e8",
+		` "quoted" `:             "quoted",
+		"abc123":                 "abc123",
+		"a b":                    "",
+		"a,b":                    "",
+		"a;v=1":                  "",
+		"caf\xc3\xa9":            "",
+		strings.Repeat("x", 256): "",
+	} {
+		got, err := ParseBareKey([]string{in})
+		if (want == "") != (err != nil) || got != want {
+			t.Errorf("ParseBareKey(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
 }

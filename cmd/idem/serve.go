@@ -27,7 +27,7 @@ type serveOpts struct {
 	listen, upstream, store, methods, scopeHeader, admin string
 	engine                                               string
 	ttl, lease, shutdown                                 time.Duration
-	requireKey                                           bool
+	requireKey, bareKeys                                 bool
 }
 
 func serveCmd(e *env) *cobra.Command {
@@ -58,6 +58,7 @@ flight (up to --shutdown-timeout).`,
 	fl.DurationVar(&o.lease, "lease", 30*time.Second, "how long a claim outlives a proxy that died mid-request")
 	fl.StringVar(&o.methods, "methods", "POST,PATCH", "methods that take an Idempotency-Key")
 	fl.BoolVar(&o.requireKey, "require-key", false, "answer 400 to those methods without a key")
+	fl.BoolVar(&o.bareKeys, "bare-keys", false, "also accept unquoted keys (Idempotency-Key: abc, as Stripe clients send), not only the draft's quoted \"abc\"")
 	fl.StringVar(&o.scopeHeader, "scope-header", "Authorization", `header whose value (hashed) scopes keys per client; "-" for none`)
 	fl.StringVar(&o.admin, "admin", "", "address for /healthz and /metrics (off when empty)")
 	fl.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests on SIGTERM")
@@ -119,7 +120,7 @@ func runServe(ctx context.Context, e *env, o serveOpts) error {
 	}
 
 	mw, err := httpidem.New(httpidem.Options{
-		Store: store, TTL: o.ttl, Lease: o.lease, Methods: methods, RequireKey: o.requireKey,
+		Store: store, TTL: o.ttl, Lease: o.lease, Methods: methods, RequireKey: o.requireKey, BareKeys: o.bareKeys,
 		ScopeHeader: o.scopeHeader, Logger: e.log,
 		Observe: func(oc httpidem.Outcome, d time.Duration) {
 			s, ok := byOutcome[oc] // read-only from here on
