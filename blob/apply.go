@@ -121,12 +121,33 @@ func sameRows(a, b []hrow) int64 {
 	return n
 }
 
+// onlyPartitionColumn refuses a partitioned table whose one column is the
+// partition column: that column lives in the folder names, so the files
+// would hold no column at all, and no format can be read back from that.
+func onlyPartitionColumn(table string, cols idem.Schema, partCol string) error {
+	if partCol != "" && len(cols) == 1 && cols[0].Name == partCol {
+		return idem.BadInput("table %q: its only column is the partition column %q, whose values are stored in the folder names; a partitioned file table needs at least one other column", table, partCol)
+	}
+	return nil
+}
+
 // Apply runs one load: lock, read the folders in scope, merge, write the
 // changed folders' new files, commit each folder's manifest, record the
 // run, delete replaced files.
 func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem.Result, error) {
 	if err := checkPartitionValue(p.Partition); err != nil {
 		return nil, err
+	}
+	if !p.Exists {
+		// Checked before the lock too, whose file would be the only
+		// trace a refused load leaves of a new table.
+		partCol := t.partitionBy
+		if p.Partition != nil {
+			partCol = p.Partition.Column
+		}
+		if err := onlyPartitionColumn(p.Table, p.Columns, partCol); err != nil {
+			return nil, err
+		}
 	}
 	locks, ts, err := t.lockState(ctx, p)
 	if err != nil {
@@ -185,6 +206,9 @@ func (t *Target) Apply(ctx context.Context, p *idem.Plan, in *idem.Input) (*idem
 				return nil, idem.BadInput("partition_by=%s: the input has no column %q", partCol, partCol)
 			}
 			return nil, fmt.Errorf("%s: table %q is partitioned by %q, which is not among its columns", t.st, p.Table, partCol)
+		}
+		if err := onlyPartitionColumn(p.Table, out, partCol); err != nil {
+			return nil, err
 		}
 	}
 	segVal := map[string]idem.Value{"": idem.Null}

@@ -222,8 +222,6 @@ func typesMeta(schema idem.Schema, cols []int) string {
 	return string(b)
 }
 
-var epoch = time.Unix(0, 0).UTC()
-
 func toParquet(t idem.Type, s string) (parquet.Value, error) {
 	switch t {
 	case idem.TypeInteger:
@@ -239,7 +237,10 @@ func toParquet(t idem.Type, s string) (parquet.Value, error) {
 		if err != nil {
 			return parquet.Value{}, err
 		}
-		return parquet.Int32Value(int32(d.Sub(epoch).Hours() / 24)), nil
+		// From Unix seconds, not a time.Duration: a Duration saturates
+		// at ±292 years, silently moving 0001-01-01 and 9999-12-31.
+		// Midnight UTC is a whole number of days, so the division is exact.
+		return parquet.Int32Value(int32(d.Unix() / 86400)), nil
 	case idem.TypeTimestamp:
 		ts, err := idem.ParseTimestamp(s)
 		if err != nil {

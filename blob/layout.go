@@ -131,7 +131,9 @@ func (t *Target) readLayout(ctx context.Context, table string) (*layout, error) 
 	for _, d := range dirs {
 		name := strings.TrimSuffix(d, "/")
 		ec, ev, ok := strings.Cut(name, "=")
-		if !ok || strings.HasPrefix(name, "_") || strings.HasPrefix(name, ".") {
+		// A leading "_" is not skipped: it is how a partition column such
+		// as "_dt" starts, and idem's own folders hold no "=".
+		if !ok || strings.HasPrefix(name, ".") {
 			continue
 		}
 		col, err := unesc(ec)
@@ -357,7 +359,7 @@ func (t *Target) readRows(ctx context.Context, table string, s segment, m *manif
 		}
 	}
 	for i, f := range m.Files {
-		name := t.st.String() + tableDir(table) + s.dir + f.Name
+		name := strings.TrimSuffix(t.st.String(), "/") + "/" + tableDir(table) + s.dir + f.Name
 		rr, err := decode(name, m.Format, datas[i])
 		if err != nil {
 			return fmt.Errorf("%s: stored file unreadable: %w", name, err)
