@@ -3,6 +3,7 @@ package idem
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // What a ledger run's output is to the data now (idem runs, CONTENT).
@@ -25,11 +26,30 @@ const (
 // Drift tells, for each run (newest first, as Runs returns them), whether
 // its recorded output fingerprint still matches the data. Each scope is
 // fingerprinted at most once, and not at all when its state token still
-// equals the one its newest run recorded.
+// equals the one its newest run recorded. runs may be a filtered list
+// (one partition, a limit): before calling a run drifted, Drift reads its
+// table's whole ledger for newer runs the list left out.
 func Drift(ctx context.Context, t Target, runs []Run) ([]string, error) {
 	type scope struct{ table, part string }
 	current := map[scope]string{} // scope -> fingerprint hex, or ContentGone
 	newest := map[scope]int{}     // scope -> index of its newest run
+	ledgers := map[string][]Run{} // table -> its whole ledger, read on demand
+	supersededOutside := func(r Run) (bool, error) {
+		all, ok := ledgers[r.Table]
+		if !ok {
+			var err error
+			if all, err = t.Runs(ctx, RunFilter{Table: r.Table}); err != nil {
+				return false, fmt.Errorf("ledger of %q: %w", r.Table, err)
+			}
+			ledgers[r.Table] = all
+		}
+		for i, n := range all {
+			if n.RunID == r.RunID {
+				return overwrittenLater(all[:i], r), nil
+			}
+		}
+		return false, nil
+	}
 	out := make([]string, len(runs))
 	for i, r := range runs {
 		sc := scope{r.Table, r.Partition}
@@ -54,7 +74,14 @@ func Drift(ctx context.Context, t Target, runs []Run) ([]string, error) {
 		case fp == r.OutputFingerprint:
 			out[i] = ContentCurrent
 		case newest[sc] == i && !overwrittenLater(runs[:i], r):
+			later, err := supersededOutside(r)
+			if err != nil {
+				return nil, err
+			}
 			out[i] = ContentDrifted
+			if later {
+				out[i] = ContentSuperseded
+			}
 		default:
 			out[i] = ContentSuperseded
 		}
@@ -64,8 +91,9 @@ func Drift(ctx context.Context, t Target, runs []Run) ([]string, error) {
 
 // overwrittenLater reports whether a newer run (those before r in the
 // list) wrote rows of r's scope from another scope: a whole-table load
-// after a partition load, or the reverse. Partitions of one column with
-// different values do not overlap; partitions of different columns may.
+// after a partition load, or the reverse, or a newer run of r's own scope.
+// Partitions of one column with different values do not overlap;
+// partitions of different columns may.
 func overwrittenLater(newer []Run, r Run) bool {
 	mine, _ := ParsePartition(r.Partition)
 	for _, n := range newer {
@@ -73,7 +101,7 @@ func overwrittenLater(newer []Run, r Run) bool {
 			continue
 		}
 		theirs, _ := ParsePartition(n.Partition)
-		if mine == nil || theirs == nil || r.Partition == "" || n.Partition == "" || mine.Column != theirs.Column {
+		if n.Partition == r.Partition || mine == nil || theirs == nil || r.Partition == "" || n.Partition == "" || mine.Column != theirs.Column {
 			return true
 		}
 	}

@@ -137,6 +137,7 @@ func FuzzJSONL(f *testing.F) {
 		`{"a":1,}`,
 		`{}` + "\n" + `{}`,
 		"{\"a\":\"\xff\"}",
+		`{"":1,"id":2}`,
 	} {
 		f.Add([]byte(s))
 	}

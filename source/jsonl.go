@@ -91,6 +91,11 @@ func (r *jsonlReader) head() ([]string, error) {
 	seen := make(map[string]bool, len(r.members))
 	for i, m := range r.members {
 		k := string(r.kbuf[m.ka:m.kb])
+		if k == "" {
+			// As CSV refuses an empty header name: no target takes a
+			// column without a name.
+			return nil, r.errf(r.line, m.keyOff+1, "empty key: every key names a column")
+		}
 		if seen[k] {
 			return nil, r.errf(r.line, m.keyOff+1, "duplicate key %q", k)
 		}

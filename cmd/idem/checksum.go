@@ -42,7 +42,7 @@ the content differs.`,
 			if err != nil {
 				return err
 			}
-			t, err := openTarget(cmd.Context(), to)
+			t, err := openExisting(cmd.Context(), to)
 			if err != nil {
 				return err
 			}

@@ -40,14 +40,14 @@ not.`,
 			if with == to && withTable == table {
 				return idem.BadInput("nothing to compare: give --with URL or --with-table NAME")
 			}
-			a, err := openTarget(cmd.Context(), to)
+			a, err := openExisting(cmd.Context(), to)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
 			b := a
 			if with != to {
-				if b, err = openTarget(cmd.Context(), with); err != nil {
+				if b, err = openExisting(cmd.Context(), with); err != nil {
 					return err
 				}
 				defer b.Close()

@@ -26,7 +26,7 @@ scope whose state token moved; --no-check skips it.`,
   idem runs --to postgres://localhost/test --table orders --partition order_date=2024-01-05 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := openTarget(cmd.Context(), to)
+			t, err := openExisting(cmd.Context(), to)
 			if err != nil {
 				return err
 			}

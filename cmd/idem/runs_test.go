@@ -99,3 +99,37 @@ func TestRunsUnknownTable(t *testing.T) {
 		t.Errorf("partition without runs: exit %d %q %s", code, out, errs)
 	}
 }
+
+// TestRunsPartitionSuperseded: a partition run that a newer whole-table
+// run overwrote is superseded, also when --partition (or --limit) leaves
+// the newer run out of the list.
+func TestRunsPartitionSuperseded(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "d1.csv", "id,d,v\n1,1,a\n2,1,b\n")
+	write(t, dir, "all.csv", "id,d,v\n1,1,A\n3,2,c\n")
+	for _, args := range [][]string{
+		{"load", "d1.csv", "--table", "t", "--partition", "d=1"},
+		{"load", "all.csv", "--table", "t", "--strategy", "replace"},
+	} {
+		if code, _, errs := runIn(t, dir, "", args...); code != 0 {
+			t.Fatalf("%v: %s", args, errs)
+		}
+	}
+	for _, args := range [][]string{
+		{"--table", "t", "--partition", "d=1"},
+		{"--partition", "d=1"},
+		{"--table", "t", "--partition", "d=1", "--limit", "1"},
+	} {
+		code, out, errs := runIn(t, dir, "", append([]string{"runs", "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("runs %v: %d %s", args, code, errs)
+		}
+		var r struct{ Partition, Content string }
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
+			t.Fatalf("runs %v: %v: %s", args, err, out)
+		}
+		if r.Partition != "d=1" || r.Content != "superseded" {
+			t.Errorf("runs %v: %+v, want the d=1 run superseded", args, r)
+		}
+	}
+}

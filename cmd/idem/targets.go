@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/idemhq/idem"
@@ -39,4 +42,25 @@ func openTarget(ctx context.Context, raw string) (idem.Target, error) {
 		return nil, idem.BadInput("%q is not a target URL (want sqlite:PATH, postgres://…, file:DIR or s3://bucket/prefix)", idem.RedactURL(raw))
 	}
 	return nil, idem.BadInput("unsupported URL scheme %q in %s (want sqlite:, postgres://, file: or s3://)", scheme, idem.RedactURL(raw))
+}
+
+// openExisting opens a target for a command that only reads (checksum,
+// diff, runs): opening a SQLite file or a file: directory creates it, and
+// a typo in --to would leave an empty database or folder behind.
+func openExisting(ctx context.Context, raw string) (idem.Target, error) {
+	path, what := "", ""
+	switch {
+	case strings.HasPrefix(raw, "sqlite:"):
+		path, _, _ = strings.Cut(strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), "?")
+		what = "database file"
+	case strings.HasPrefix(raw, "file:"):
+		path, _, _ = strings.Cut(strings.TrimPrefix(strings.TrimPrefix(raw, "file:"), "//"), "?")
+		what = "directory"
+	}
+	if path != "" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, idem.BadInput("%s: no such %s (only a load creates one)", idem.RedactURL(raw), what)
+		}
+	}
+	return openTarget(ctx, raw)
 }
