@@ -71,7 +71,7 @@ ledger next to the data, and proves that running a job twice changes nothing.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(loadCmd(e), runsCmd(e), checksumCmd(e), verifyCmd(e), diffCmd(e))
-	root.AddCommand(onceCmd(e), serveCmd(e), keyCmd(e), backfillCmd(e))
+	root.AddCommand(onceCmd(e), serveCmd(e), keyCmd(e), backfillCmd(e), lintCmd(e))
 	// Flag parsing errors are usage errors: exit 2.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return idem.BadInput("%v", err) })
 	err := root.ExecuteContext(ctx)

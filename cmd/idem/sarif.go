@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"path/filepath"
+
+	"github.com/idemhq/idem/lint"
+)
+
+// writeSARIF writes findings as one SARIF 2.1.0 log, the format code
+// scanning tools (GitHub's among them) import. Only the few fields those
+// tools need are written, so a struct per object is shorter than a
+// library.
+func writeSARIF(w io.Writer, fs []lint.Finding, off map[lint.Rule]bool) error {
+	type msg struct {
+		Text string `json:"text"`
+	}
+	type rule struct {
+		ID        string `json:"id"`
+		ShortDesc msg    `json:"shortDescription"`
+	}
+	type region struct {
+		StartLine   int `json:"startLine"`
+		StartColumn int `json:"startColumn"`
+	}
+	type artifact struct {
+		URI string `json:"uri"`
+	}
+	type physical struct {
+		Artifact artifact `json:"artifactLocation"`
+		Region   region   `json:"region"`
+	}
+	type location struct {
+		Physical physical `json:"physicalLocation"`
+	}
+	type result struct {
+		RuleID    string     `json:"ruleId"`
+		Level     string     `json:"level"`
+		Message   msg        `json:"message"`
+		Locations []location `json:"locations"`
+	}
+	var rules []rule
+	for _, r := range lint.Rules {
+		if !off[r.Rule] {
+			rules = append(rules, rule{ID: string(r.Rule), ShortDesc: msg{r.Help}})
+		}
+	}
+	results := []result{}
+	for _, f := range fs {
+		results = append(results, result{RuleID: string(f.Rule), Level: "warning", Message: msg{f.Message},
+			Locations: []location{{physical{artifact{filepath.ToSlash(f.Path)}, region{f.Line, f.Col}}}}})
+	}
+	log := map[string]any{
+		"version": "2.1.0",
+		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+		"runs": []any{map[string]any{
+			"tool":    map[string]any{"driver": map[string]any{"name": "idem", "informationUri": "https://github.com/idemhq/idem", "rules": rules}},
+			"results": results,
+		}},
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(log)
+}
