@@ -3,6 +3,7 @@ package idem
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -281,10 +282,30 @@ func canonTimestamp(s string) (string, error) {
 	return FormatTimestamp(t), nil
 }
 
-// FormatTimestamp renders t canonically, rounded to microseconds like
-// PostgreSQL.
+// FormatTimestamp renders t canonically, rounded to microseconds as
+// PostgreSQL rounds its input: it reads the fraction as a double and
+// rounds frac*1e6 half to even (rint), so .0000005 becomes .000000 and
+// .0000015 .000002. Go's Round would take both ties up.
 func FormatTimestamp(t time.Time) string {
-	return t.UTC().Round(time.Microsecond).Format(tsLayout)
+	t = t.UTC()
+	if ns := t.Nanosecond(); ns%1000 != 0 {
+		us := math.RoundToEven(float64(ns) / 1e9 * 1e6)
+		t = t.Truncate(time.Second).Add(time.Duration(us) * time.Microsecond)
+	}
+	return t.Format(tsLayout)
+}
+
+// plainNumber: s is written as a number is, not as a code that happens to
+// be digits. Leading zeros (zip codes, account numbers: "02134"), a "+"
+// or spaces around it would be lost in a numeric column, so a column
+// holding them is inferred as text. Loading into an existing numeric
+// column still accepts them (Canon).
+func plainNumber(s string) bool {
+	if s == "" || s != strings.TrimSpace(s) || s[0] == '+' {
+		return false
+	}
+	d := strings.TrimPrefix(s, "-")
+	return !(len(d) > 1 && d[0] == '0' && d[1] >= '0' && d[1] <= '9')
 }
 
 // inference order: the first type in this list that accepts every sampled
@@ -292,10 +313,15 @@ func FormatTimestamp(t time.Time) string {
 func fits(t Type, s string) bool {
 	var err error
 	switch t {
-	case TypeInteger:
-		_, err = canonInteger(strings.TrimSpace(s))
-	case TypeNumeric:
-		_, err = canonNumeric(strings.TrimSpace(s))
+	case TypeInteger, TypeNumeric:
+		if !plainNumber(s) {
+			return false
+		}
+		if t == TypeInteger {
+			_, err = canonInteger(s)
+			break
+		}
+		_, err = canonNumeric(s)
 		if err == nil && strings.ContainsAny(s, "eE") {
 			// "1e3" is a number, but a column of codes like "12E4" is text
 			// far more often than it is scientific notation.

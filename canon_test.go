@@ -65,6 +65,58 @@ func TestInfer(t *testing.T) {
 	}
 }
 
+// TestInferCodes: digits written as codes (leading zeros, a sign, spaces)
+// make a text column, so "02134" is not loaded as 2134.
+func TestInferCodes(t *testing.T) {
+	for _, tc := range []struct {
+		vals []string
+		want Type
+	}{
+		{[]string{"02134", "10001"}, TypeText},
+		{[]string{"0", "10", "-7"}, TypeInteger},
+		{[]string{"0.5", "-0.25", "10"}, TypeNumeric},
+		{[]string{"-05"}, TypeText},
+		{[]string{"007.5"}, TypeText},
+		{[]string{"+5"}, TypeText},
+		{[]string{" 5"}, TypeText},
+	} {
+		in := NewInferrer(1)
+		for _, v := range tc.vals {
+			in.Observe([]Value{{S: v}})
+		}
+		if got := in.Types()[0]; got != tc.want {
+			t.Errorf("%q: %s, want %s", tc.vals, got, tc.want)
+		}
+	}
+	// An existing numeric column still takes them.
+	if got, err := Canon(TypeInteger, "02134"); err != nil || got != "2134" {
+		t.Errorf("Canon(integer, 02134) = %q, %v", got, err)
+	}
+}
+
+// TestTimestampRoundsLikePostgres: sub-microsecond fractions round as
+// PostgreSQL 16 rounds them (SELECT x::timestamptz), ties to even.
+func TestTimestampRoundsLikePostgres(t *testing.T) {
+	for in, want := range map[string]string{
+		"2024-01-01T10:00:00.0000005Z": "2024-01-01 10:00:00+00",
+		"2024-01-01T10:00:00.0000015Z": "2024-01-01 10:00:00.000002+00",
+		"2024-01-01T10:00:00.0000025Z": "2024-01-01 10:00:00.000002+00",
+		"2024-01-01T10:00:00.0000035Z": "2024-01-01 10:00:00.000004+00",
+		"2024-01-01T10:00:00.0000045Z": "2024-01-01 10:00:00.000004+00",
+		"2024-01-01T10:00:00.1234565Z": "2024-01-01 10:00:00.123456+00",
+		"2024-01-01T10:00:00.9999995Z": "2024-01-01 10:00:01+00",
+		"2024-01-01T10:00:00.0000006Z": "2024-01-01 10:00:00.000001+00",
+	} {
+		got, err := Canon(TypeTimestamp, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, _ := Canon(TypeTimestamp, want); got != w {
+			t.Errorf("%s: %s, want %s (PostgreSQL's %s)", in, got, w, want)
+		}
+	}
+}
+
 func FuzzCanonNumeric(f *testing.F) {
 	for _, s := range []string{"1.50", "-0", "1e3", ".5", "5.", "12,5", "1e-999"} {
 		f.Add(s)

@@ -321,6 +321,11 @@ func replay(payload []byte) (*Answer, error) {
 	return &Answer{Status: s.Status, Header: h, Body: s.Body}, nil
 }
 
+// ProblemTypePrefix starts the "type" of every problem+json answer; the
+// rest names the case (README: idempotency-key-reused, request-in-progress,
+// …). A URN, not a link: it names the case stably without promising a page.
+const ProblemTypePrefix = "urn:idem:problem:"
+
 // problem is an RFC 9457 problem+json answer.
 func problem(status int, kind, title, detail string, retryAfter time.Duration) *Answer {
 	h := http.Header{"Content-Type": {"application/problem+json"}}
@@ -328,7 +333,7 @@ func problem(status int, kind, title, detail string, retryAfter time.Duration) *
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}
 	b, _ := json.Marshal(map[string]any{ // plain data: cannot fail
-		"type":   "https://github.com/idemhq/idem/blob/main/SPEC.md#" + kind,
+		"type":   ProblemTypePrefix + kind,
 		"title":  title,
 		"status": status,
 		"detail": detail,

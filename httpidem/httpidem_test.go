@@ -541,3 +541,18 @@ func TestBareKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestProblemType: a refusal's problem+json names its case under
+// ProblemTypePrefix.
+func TestProblemType(t *testing.T) {
+	s := serve(t, frontEnds[0], memstore.New(), &countingHandler{}, nil)
+	r := do(t, s.client, "POST", s.URL+"/x", "not-quoted", "{}")
+	var p struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &p); err != nil || r.header.Get("Content-Type") != "application/problem+json" ||
+		p.Type != httpidem.ProblemTypePrefix+"idempotency-key-invalid" || p.Status != 400 {
+		t.Fatalf("%d %q %v: %+v", r.status, r.body, err, p)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/conformance"
 	"github.com/idemhq/idem/sqlite"
 )
@@ -29,4 +31,32 @@ func TestRefusedRowAfterStaging(t *testing.T) {
 	}
 	defer tg.Close()
 	conformance.RefusedRows(t, tg, "narrow")
+}
+
+// TestEvolveCaseOnlyDifference: --evolve with an input column that differs
+// from the table's only by case is bad input (exit 2), not a retryable
+// failure, and leaves the table as it was.
+func TestEvolveCaseOnlyDifference(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	tg, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	spec := idem.LoadSpec{Table: "cs", Strategy: idem.Upsert, Key: []string{"id"}, Create: true}
+	if _, err := conformance.LoadCSV(t, tg, spec, "a.csv", "id,V\n1,x\n"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := idem.FingerprintOf(context.Background(), tg, "cs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Evolve = true
+	_, err = conformance.LoadCSV(t, tg, spec, "b.csv", "id,v\n1,y\n")
+	if idem.ExitCode(err) != idem.ExitBadInput || !strings.Contains(err.Error(), "letter case") {
+		t.Fatalf("load: %v (exit %d), want exit 2 naming the case", err, idem.ExitCode(err))
+	}
+	if after, _ := idem.FingerprintOf(context.Background(), tg, "cs", nil); after != before {
+		t.Fatal("the table changed")
+	}
 }

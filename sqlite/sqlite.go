@@ -276,6 +276,11 @@ func refused(err error) error {
 	if !errors.As(err, &se) {
 		return err
 	}
+	if strings.Contains(se.Error(), "duplicate column name") {
+		// --evolve adding "v" to a table with "V": SQLite's names ignore
+		// case, so the column is there under another spelling.
+		return &idem.InputError{Msg: "the table has this column under another letter case (SQLite column names ignore case); spell the input column as the table does: " + se.Error()}
+	}
 	c := se.Code()
 	if c == sqlitePrimaryKey || c == sqliteUnique || (c&0xff != sqliteConstraint && c&0xff != sqliteMismatch) {
 		return err
