@@ -17,6 +17,9 @@ import (
 type BackfillJob struct {
 	Date    string
 	Command []string
+	// Inputs digests the date's input files, when the caller knows them:
+	// the same command over changed input is another key, so it runs.
+	Inputs string
 }
 
 // BackfillSpec is one `idem backfill`: Jobs run Parallel at a time, each
@@ -63,12 +66,16 @@ type BackfillResult struct {
 }
 
 // BackfillKey is the key a date's command is claimed under: it hashes
-// the expanded command, so a date is skipped only when done with the same
-// command (same input files, same flags), and the date leads for people
-// reading the store.
+// the expanded command and the input digest, so a date is skipped only
+// when done with the same command over the same input, and the date leads
+// for people reading the store.
 func BackfillKey(j BackfillJob) string {
 	argv, _ := json.Marshal(j.Command)
-	return "backfill:" + j.Date + ":" + DeriveKey(map[string]string{"argv": string(argv)})
+	f := map[string]string{"argv": string(argv)}
+	if j.Inputs != "" {
+		f["inputs"] = j.Inputs
+	}
+	return "backfill:" + j.Date + ":" + DeriveKey(f)
 }
 
 // Backfill runs every job and calls report once per date, from the

@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/source"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -35,8 +39,9 @@ func backfillCmd(e *env) *cobra.Command {
 and the date plus --step). A COMMAND named idem runs this same idem binary.
 
 Each date is claimed in the ledger (a key store, as for idem once) under a
-key made of the date and the whole expanded command: a date done with the same
-command is skipped, so a backfill stopped or killed halfway resumes where it
+key made of the date, the whole expanded command and the content of the files
+its templated arguments name (orders_{{.ExecutionDate}}.csv): a date done with
+the same command and the same input is skipped, so a backfill stopped or killed halfway resumes where it
 was when run again. Several backfills on different machines sharing one
 PostgreSQL (or Redis) ledger split the dates between them, each date run once;
 a date another process is running is looked at again every --poll, and taken
@@ -158,14 +163,42 @@ func backfillJobs(o backfillOpts, args []string) ([]idem.BackfillJob, error) {
 			return nil, err
 		}
 		cmd := make([]string, len(args))
+		var inputs []string
 		for i, a := range args {
 			if cmd[i], err = render(fmt.Sprintf("command argument %d", i+1), a, data); err != nil {
 				return nil, err
 			}
+			if i > 0 && strings.Contains(a, "{{") {
+				inputs = append(inputs, dateFiles(cmd[i])...)
+			}
 		}
-		jobs = append(jobs, idem.BackfillJob{Date: data["ExecutionDate"], Command: cmd})
+		digest := ""
+		if len(inputs) > 0 {
+			if digest, err = source.Digest(inputs); err != nil {
+				return nil, fmt.Errorf("digest the input of %s: %w", data["ExecutionDate"], err)
+			}
+		}
+		jobs = append(jobs, idem.BackfillJob{Date: data["ExecutionDate"], Command: cmd, Inputs: digest})
 	}
 	return jobs, nil
+}
+
+// dateFiles lists the regular files an argument rendered from a template
+// names, itself or as a glob (orders_2024-01-05*.csv), sorted; none for
+// anything else (a flag, a URL, a partition value).
+func dateFiles(arg string) []string {
+	names := []string{arg}
+	if strings.ContainsAny(arg, "*?[") {
+		names, _ = filepath.Glob(arg)
+	}
+	var out []string
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil && st.Mode().IsRegular() {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // backfillBar is a bar with an ETA over the dates, on a terminal only.

@@ -150,3 +150,35 @@ func TestBackfillCrashResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestBackfillInputChanged: a date is skipped only when done with the same
+// input: after one date's file changes, a rerun runs that date alone.
+func TestBackfillInputChanged(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	for d := 1; d <= 3; d++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("in_2024-01-%02d.csv", d)), []byte("id\n1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"backfill", "--from", "2024-01-01", "--to", "2024-01-04", "--ledger", "sqlite:" + filepath.Join(dir, "l.db"), "--",
+		"sh", "-c", `echo "$1" >> ` + log, "sh", filepath.Join(dir, "in_{{.ExecutionDate}}.csv")}
+	for round, want := range []int{3, 3, 4} {
+		if round == 2 {
+			if err := os.WriteFile(filepath.Join(dir, "in_2024-01-02.csv"), []byte("id\n1\n2\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := conformance.RunCLI(t, args...); r.Code != 0 {
+			t.Fatalf("round %d: exit %d: %s", round, r.Code, r.Stderr)
+		}
+		if n := lines(t, log); n != want {
+			b, _ := os.ReadFile(log)
+			t.Fatalf("round %d: %d runs in all, want %d:\n%s", round, n, want, b)
+		}
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.HasSuffix(string(b), "in_2024-01-02.csv\n") {
+		t.Fatalf("the rerun after the change ran another date:\n%s", b)
+	}
+}
