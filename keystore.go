@@ -204,6 +204,24 @@ func DeriveKey(fields map[string]string) string {
 
 // ParseKeyFields reads FIELD=VALUE arguments for DeriveKey. The value may
 // contain '='; a missing '=', an empty name or a repeated name is bad input.
+// ColonKey is the seed reference's key, the hex SHA-256 of the values
+// joined by ":" in the order given (sha256(f"{order_id}:{amount}")), for
+// talking to services that already derive keys that way. That encoding
+// is ambiguous when a value holds ":" (("1:2", "3") and ("1", "2:3") give
+// one key), so such a value is refused instead of hashed.
+func ColonKey(values []string) (string, error) {
+	if len(values) == 0 {
+		return "", BadInput("no values: give them in the order the other side joins them, e.g. 1042 19.99")
+	}
+	for i, v := range values {
+		if strings.Contains(v, ":") {
+			return "", BadInput("value %d %q holds \":\", which makes the colon-joined key ambiguous; use named fields (idem key FIELD=VALUE…) instead", i+1, v)
+		}
+	}
+	sum := sha256.Sum256([]byte(strings.Join(values, ":")))
+	return hex.EncodeToString(sum[:]), nil
+}
+
 func ParseKeyFields(args []string) (map[string]string, error) {
 	if len(args) == 0 {
 		return nil, BadInput("no fields: give FIELD=VALUE, e.g. order_id=1042 amount=19.99")

@@ -34,3 +34,20 @@ func TestKeyCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyColon: --colon gives the seed's sha256("1042:19.99") (the
+// digest below is that string's, computed independently), depends on
+// the order, and refuses a value that would make it ambiguous.
+func TestKeyColon(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runIn(t, dir, "", "key", "--colon", "1042", "19.99")
+	if code != 0 || out != "c942b61b9a1b7095579eced57ed18d3a91de6077a0ad28588c742bd98849b538\n" {
+		t.Fatalf("exit %d %q %s", code, out, errs)
+	}
+	if _, b, _ := runIn(t, dir, "", "key", "--colon", "19.99", "1042"); b == out {
+		t.Fatal("--colon ignored the order of the values")
+	}
+	if code, out, _ := runIn(t, dir, "", "key", "--colon", "1:2", "3"); code != 2 || out != "" {
+		t.Fatalf("a value holding ':': exit %d %q, want 2 and no key", code, out)
+	}
+}
