@@ -43,6 +43,10 @@ type BackfillSpec struct {
 	// again (it ends done, or its holder dies and its lease expires).
 	Poll   time.Duration
 	Stderr io.Writer // the commands' output, each line prefixed with its date
+	// Self, when set, is run for a command named "idem". The key keeps
+	// the name as given, so where the binary is installed (another path
+	// on another machine, an upgrade) does not change any date's key.
+	Self string
 }
 
 // BackfillStatus is what became of one date.
@@ -123,11 +127,11 @@ func Backfill(ctx context.Context, store KeyStore, spec BackfillSpec, report fun
 	wg.Wait()
 	switch {
 	case ctx.Err() != nil && q.left() > 0:
-		return &ExitError{ExitFailed, fmt.Sprintf("interrupted with %d date(s) not done; run the same backfill again to finish them", q.left())}
+		return &ExitError{Code: ExitFailed, Msg: fmt.Sprintf("interrupted with %d date(s) not done; run the same backfill again to finish them", q.left())}
 	case failed > 0 && failed == bad:
-		return &ExitError{ExitBadInput, fmt.Sprintf("%d date(s) failed with bad input (exit 2); fix the input and run the backfill again", failed)}
+		return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%d date(s) failed with bad input (exit 2); fix the input and run the backfill again", failed)}
 	case failed > 0:
-		return &ExitError{ExitFailed, fmt.Sprintf("%d date(s) failed; run the same backfill again to retry them (dates done are skipped)", failed)}
+		return &ExitError{Code: ExitFailed, Msg: fmt.Sprintf("%d date(s) failed; run the same backfill again to retry them (dates done are skipped)", failed)}
 	}
 	return nil
 }
@@ -151,7 +155,11 @@ func runBackfillDate(ctx context.Context, store KeyStore, spec BackfillSpec, it 
 	// Two writers, one per stream: exec copies each from its own goroutine.
 	out := &linePrefixer{w: spec.Stderr, prefix: "[" + it.job.Date + "] ", mu: mu}
 	errOut := &linePrefixer{w: spec.Stderr, prefix: out.prefix, mu: mu}
-	o := OnceSpec{Key: it.key, Command: it.job.Command, Lease: spec.Lease, TTL: spec.TTL,
+	argv := it.job.Command
+	if argv[0] == "idem" && spec.Self != "" {
+		argv = append([]string{spec.Self}, argv[1:]...)
+	}
+	o := OnceSpec{Key: it.key, Command: argv, Lease: spec.Lease, TTL: spec.TTL,
 		MaxOutput: 64 << 10, QuietReplay: true, Stdout: out, Stderr: errOut}
 	replayed, err := RunOnce(ctx, store, o)
 	out.flush()
@@ -172,8 +180,9 @@ func runBackfillDate(ctx context.Context, store KeyStore, spec BackfillSpec, it 
 		it.attempts++
 		r.Attempts = it.attempts
 		return finish(BackfillRan, 0, nil)
-	case errors.As(err, &ee) && ee.Code == ExitTempFail && ctx.Err() == nil:
-		// Held by a run elsewhere: look again later, not an attempt.
+	case errors.Is(err, ErrHeld) && ctx.Err() == nil:
+		// Held by a run elsewhere: look again later, not an attempt. (A
+		// command's own exit 75 is an ordinary failure below.)
 		return r, spec.Poll
 	case ctx.Err() != nil:
 		return finish(BackfillFailed, ExitFailed, fmt.Errorf("interrupted: %w", err))
@@ -290,11 +299,14 @@ func (q *backfillQueue) left() int {
 type linePrefixer struct {
 	w      io.Writer
 	prefix string
-	mu     *sync.Mutex
+	mu     *sync.Mutex // shared by every date's writers: one line at a time
+	bufMu  sync.Mutex  // the lease's heartbeat writes here beside exec's copy
 	buf    []byte
 }
 
 func (p *linePrefixer) Write(b []byte) (int, error) {
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
 	p.buf = append(p.buf, b...)
 	for {
 		i := bytes.IndexByte(p.buf, '\n')
@@ -308,6 +320,8 @@ func (p *linePrefixer) Write(b []byte) (int, error) {
 }
 
 func (p *linePrefixer) flush() {
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
 	if len(p.buf) > 0 {
 		p.emit(append(p.buf, '\n'))
 		p.buf = nil

@@ -139,3 +139,74 @@ func TestBackfillWaitsForOtherHolder(t *testing.T) {
 		t.Errorf("c: %+v", got["c"])
 	}
 }
+
+// TestBackfillCommandExit75: a command's own exit 75 (EX_TEMPFAIL) is an
+// ordinary failure, retried --retries times; only the claim being held
+// elsewhere is waited on without counting. Taking one for the other
+// retried such a date forever.
+func TestBackfillCommandExit75(t *testing.T) {
+	dir := t.TempDir()
+	spec := backfillSpec(dir, []string{"x"}, `echo run >> "$2"; exit 75`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []idem.BackfillResult
+	err := idem.Backfill(ctx, memstore.New(), spec, func(r idem.BackfillResult) { got = append(got, r) })
+	if ctx.Err() != nil || len(got) != 1 || got[0].Status != idem.BackfillFailed || got[0].Exit != 75 || got[0].Attempts != 1 {
+		t.Fatalf("%v %+v; want one failed date after its attempts", err, got)
+	}
+	// 75 is not 1: not retried.
+	if n := runs(t, filepath.Join(dir, "x")); n != 1 {
+		t.Fatalf("ran %d times, want 1", n)
+	}
+}
+
+// TestBackfillKeyIgnoresInstallPath: a command named idem runs Self, but
+// its key keeps the name, so the same backfill from a binary installed
+// elsewhere skips what is done.
+func TestBackfillKeyIgnoresInstallPath(t *testing.T) {
+	dir := t.TempDir()
+	store := memstore.New()
+	for i, self := range []string{"/bin/echo", "/usr/bin/echo"} {
+		if _, err := os.Stat(self); err != nil {
+			t.Skipf("%s: %v", self, err)
+		}
+		spec := backfillSpec(dir, nil, "")
+		spec.Jobs = []idem.BackfillJob{{Date: "d", Command: []string{"idem", "hello"}}}
+		spec.Self = self
+		got, err := runBackfill(t, store, spec)
+		want := idem.BackfillRan
+		if i > 0 {
+			want = idem.BackfillSkipped
+		}
+		if err != nil || got["d"].Status != want {
+			t.Fatalf("run %d with %s: %+v %v, want %s", i, self, got["d"], err, want)
+		}
+		if i == 0 && !strings.Contains(spec.Stderr.(*bytes.Buffer).String(), "[d] hello") {
+			t.Fatalf("Self did not run: %q", spec.Stderr)
+		}
+	}
+}
+
+// TestBackfillOutputLines: a date's output from several writers at once
+// (the command's stderr, the lease's heartbeat notes) arrives line by
+// line, each with its prefix, none lost.
+func TestBackfillOutputLines(t *testing.T) {
+	dir := t.TempDir()
+	spec := backfillSpec(dir, []string{"a", "b"}, `i=0; while [ $i -lt 200 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`)
+	if _, err := runBackfill(t, memstore.New(), spec); err != nil {
+		t.Fatal(err)
+	}
+	out := spec.Stderr.(*bytes.Buffer).String()
+	for _, d := range []string{"a", "b"} {
+		for _, s := range []string{"out", "err"} {
+			if n := strings.Count(out, "["+d+"] "+s+" "); n != 200 {
+				t.Errorf("%s %s: %d lines, want 200", d, s, n)
+			}
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "[a] ") && !strings.HasPrefix(l, "[b] ") {
+			t.Fatalf("a line without its date: %q", l)
+		}
+	}
+}

@@ -30,10 +30,17 @@ type onceRecord struct {
 type ExitError struct {
 	Code int
 	Msg  string
+	Err  error // what it is, for callers that branch on it (ErrHeld)
 }
 
 func (e *ExitError) Error() string { return e.Msg }
 func (e *ExitError) ExitCode() int { return e.Code }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ErrHeld: another run holds the key. Once exits 75 for it, but so may the
+// command itself (EX_TEMPFAIL), so a caller tells them apart with
+// errors.Is, not by the code.
+var ErrHeld = errors.New("key held by another run")
 
 // OnceSpec is one `idem once`: run Command at most once per Key.
 type OnceSpec struct {
@@ -121,7 +128,7 @@ func runOnce(ctx context.Context, store KeyStore, o OnceSpec, replayed *bool) er
 		}
 		select {
 		case <-ctx.Done():
-			return &ExitError{ExitTempFail, fmt.Sprintf("interrupted while waiting for key %q", o.Key)}
+			return &ExitError{Code: ExitTempFail, Msg: fmt.Sprintf("interrupted while waiting for key %q", o.Key)}
 		case <-time.After(min(pause, time.Until(deadline))):
 		}
 	}
@@ -130,9 +137,9 @@ func runOnce(ctx context.Context, store KeyStore, o OnceSpec, replayed *bool) er
 		*replayed = true
 		return replayOnce(o, res)
 	case StatusHeld:
-		return &ExitError{ExitTempFail, fmt.Sprintf("key %q is held by another run (its lease ends in %s); not running", o.Key, res.LeaseLeft.Round(time.Second))}
+		return &ExitError{Code: ExitTempFail, Msg: fmt.Sprintf("key %q is held by another run (its lease ends in %s); not running", o.Key, res.LeaseLeft.Round(time.Second)), Err: ErrHeld}
 	case StatusAbandoned:
-		return &ExitError{ExitUnknown, fmt.Sprintf("key %q: an earlier run claimed it and stopped renewing its lease without finishing; "+
+		return &ExitError{Code: ExitUnknown, Msg: fmt.Sprintf("key %q: an earlier run claimed it and stopped renewing its lease without finishing; "+
 			"whether COMMAND took effect is unknown. Check, then run `idem once --resolve %s done` (it happened) or `--resolve %s retry` (run it again)",
 			o.Key, o.Key, o.Key)}
 	case StatusClaimed:
@@ -176,7 +183,7 @@ func execOnce(ctx, sctx context.Context, o OnceSpec, store KeyStore, token strin
 	}
 	if code != 0 {
 		releaseOnce(sctx, o.Stderr, store, o.Key, token)
-		return &ExitError{code, fmt.Sprintf("%s exited with status %d; key %q released, a retry will run it again", args[0], code, o.Key)}
+		return &ExitError{Code: code, Msg: fmt.Sprintf("%s exited with status %d; key %q released, a retry will run it again", args[0], code, o.Key)}
 	}
 	payload, _ := json.Marshal(onceRecord{Exit: 0, Stdout: out.buf.Bytes(), Bytes: out.n, Truncated: out.n > int64(out.buf.Len())})
 	var err error
@@ -192,10 +199,10 @@ func execOnce(ctx, sctx context.Context, o OnceSpec, store KeyStore, token strin
 	}
 	switch {
 	case errors.Is(err, ErrLost):
-		return &ExitError{ExitFailed, fmt.Sprintf("%s succeeded, but key %q was taken over by another run after this one's lease expired: "+
+		return &ExitError{Code: ExitFailed, Msg: fmt.Sprintf("%s succeeded, but key %q was taken over by another run after this one's lease expired: "+
 			"the command may have run twice; this run's result is not recorded (raise --lease)", args[0], o.Key)}
 	case err != nil:
-		return &ExitError{ExitFailed, fmt.Sprintf("%s succeeded, but recording key %q failed: %v; once the lease ends a retry will run it again", args[0], o.Key, err)}
+		return &ExitError{Code: ExitFailed, Msg: fmt.Sprintf("%s succeeded, but recording key %q failed: %v; once the lease ends a retry will run it again", args[0], o.Key, err)}
 	}
 	return nil
 }
@@ -281,7 +288,7 @@ func ResolveOnce(ctx context.Context, store KeyStore, key, how string, ttl time.
 		fmt.Fprintf(stderr, "idem: key %q was already done\n", key)
 		return nil
 	case StatusHeld:
-		return &ExitError{ExitTempFail, fmt.Sprintf("key %q is held by a running call; nothing to resolve", key)}
+		return &ExitError{Code: ExitTempFail, Msg: fmt.Sprintf("key %q is held by a running call; nothing to resolve", key), Err: ErrHeld}
 	case StatusClaimed:
 	default:
 		return fmt.Errorf("key %q: unexpected claim status %v", key, res.Status)

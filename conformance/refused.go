@@ -80,4 +80,32 @@ func RefusedRows(t *testing.T, tg idem.Target, table string) {
 			}
 		})
 	}
+	// Rows the load would not write are never blamed: a duplicate that
+	// --dedupe drops, or a row insert-missing skips as its key exists.
+	for _, tc := range []struct {
+		name string
+		spec idem.LoadSpec
+		body string
+		line int
+	}{
+		{"dedupe-last", idem.LoadSpec{Strategy: idem.Upsert, Key: key, Dedupe: idem.DedupeLast}, "id,v\n1,\n1,ok\n2,toolong\n", 4},
+		{"dedupe-last-no-digest", idem.LoadSpec{Strategy: idem.Upsert, Key: key, Dedupe: idem.DedupeLast, NoDigest: true}, "id,v\n1,\n1,ok\n2,toolong\n", 4},
+		{"insert-missing-no-digest", idem.LoadSpec{Strategy: idem.InsertMissing, Key: key, NoDigest: true}, fmt.Sprintf("id,v\n1,\n%d,toolong\n", rows+1), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec
+			spec.Table = table
+			if _, err := LoadCSV(t, tg, spec, "base.csv", file("old", 0, "")); err != nil {
+				t.Fatal(err)
+			}
+			before := fp(t, tg, table, nil)
+			_, err := LoadCSV(t, tg, spec, "skip.csv", tc.body)
+			if want := fmt.Sprintf("skip.csv:%d", tc.line); !idem.IsInputError(err) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("%v, want an input error at %s", err, want)
+			}
+			if got := fp(t, tg, table, nil); got != before {
+				t.Fatal("the table changed under a refused load")
+			}
+		})
+	}
 }

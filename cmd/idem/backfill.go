@@ -64,13 +64,8 @@ date is done, 2 when every failed date failed with exit 2, and 1 otherwise
 				return err
 			}
 			self, _ := os.Executable()
-			for i := range jobs {
-				if jobs[i].Command[0] == "idem" && self != "" {
-					jobs[i].Command[0] = self
-				}
-			}
 			spec := idem.BackfillSpec{Jobs: jobs, Parallel: o.parallel, Retries: o.retries, Backoff: o.backoff,
-				MaxBackoff: o.maxBackoff, Lease: o.lease, TTL: o.ttl, Poll: o.poll, Stderr: e.stderr}
+				MaxBackoff: o.maxBackoff, Lease: o.lease, TTL: o.ttl, Poll: o.poll, Stderr: e.stderr, Self: self}
 			if o.parallel < 1 || o.retries < 0 || o.backoff <= 0 || o.maxBackoff < o.backoff || o.poll <= 0 {
 				return idem.BadInput("need --parallel ≥ 1, --retries ≥ 0, --backoff > 0, --max-backoff ≥ --backoff and --poll > 0")
 			}
@@ -154,7 +149,7 @@ func backfillJobs(o backfillOpts, args []string) ([]idem.BackfillJob, error) {
 	}
 	var jobs []idem.BackfillJob
 	for d := from; d.Before(to); d = d.Add(step) {
-		date := d.Format(time.RFC3339)
+		date := idem.FormatTimestamp(d) // keeps a fraction of a second (--step 500ms)
 		if d.Truncate(24*time.Hour).Equal(d) && len(o.from) == len("2006-01-02") {
 			date = d.Format("2006-01-02")
 		}

@@ -182,3 +182,26 @@ func TestBackfillInputChanged(t *testing.T) {
 		t.Fatalf("the rerun after the change ran another date:\n%s", b)
 	}
 }
+
+// TestBackfillSubSecondStep: execution dates keep their fraction of a
+// second, so three half-second steps are three dates, not two.
+func TestBackfillSubSecondStep(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runIn(t, dir, "", "backfill", "--from", "2024-03-01T00:00:00.5Z", "--to", "2024-03-01T00:00:02Z", "--step", "500ms",
+		"--ledger", "sqlite:"+filepath.Join(dir, "l.db"), "--json", "--", "echo", "{{.DataIntervalStart}}")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var dates []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r idem.BackfillResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Status != idem.BackfillRan {
+			t.Fatalf("%q: %v", l, err)
+		}
+		dates = append(dates, r.Date)
+	}
+	sort.Strings(dates)
+	if strings.Join(dates, " ") != "2024-03-01T00:00:00.5Z 2024-03-01T00:00:01.5Z 2024-03-01T00:00:01Z" {
+		t.Fatalf("dates %v", dates)
+	}
+}

@@ -356,8 +356,14 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 	case st.Direct:
 		counts = Counts{Inserted: st.Rows, Replaced: true}
 	default:
+		// Duplicates go before the savepoint: rolling back to it must not
+		// bring back rows the load drops, or one could be blamed.
+		skipped, err := pl.Dedupe(ctx, st)
+		if err != nil {
+			return nil, err
+		}
 		err = pl.located(ctx, tx, st, true, func() (err error) {
-			counts, err = pl.Apply(ctx, st, emptyScope)
+			counts, err = pl.Apply(ctx, st, emptyScope, skipped)
 			return err
 		})
 		if err != nil {

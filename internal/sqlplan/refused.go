@@ -73,8 +73,14 @@ func (p *Planner) refusedAt(ctx context.Context, tx Tx, st *Stage, cause error) 
 		return cause
 	}
 	cols := p.cols("", p.Plan.Columns)
-	insert := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s BETWEEN %s AND %s ON CONFLICT DO NOTHING",
-		p.table(), cols, cols, st.Name, seq, p.D.Placeholder(1), p.D.Placeholder(2))
+	only := ""
+	if p.Plan.Strategy == idem.InsertMissing && len(p.Plan.Key) > 0 {
+		// Only rows whose key is new are written; the others are skipped
+		// whatever they hold, so they cannot be the refused one.
+		only = fmt.Sprintf(" AND NOT EXISTS (SELECT 1 FROM %s AS t WHERE %s)", p.table(), p.keyMatch("t", "s"))
+	}
+	insert := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS s WHERE s.%s BETWEEN %s AND %s%s ON CONFLICT DO NOTHING",
+		p.table(), cols, p.cols("s.", p.Plan.Columns), st.Name, seq, p.D.Placeholder(1), p.D.Placeholder(2), only)
 	// probe reports the refusal of rows a..b, nil when they all go in,
 	// and ok false when the probe itself failed otherwise.
 	probe := func(a, b int64) (refused error, ok bool) {

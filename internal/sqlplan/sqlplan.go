@@ -251,15 +251,13 @@ func toInt(v any) int64 {
 }
 
 // Apply runs a keyed strategy's statements from the staging table into the
-// target (keyless loads swap their scope in ApplyLoad). emptyScope says no
-// existing row can match a staged one, which lets every strategy degenerate
-// to one INSERT.
-func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool) (Counts, error) {
+// target (keyless loads swap their scope in ApplyLoad), after Dedupe has
+// dropped skipped duplicate rows from it. emptyScope says no existing row
+// can match a staged one, which lets every strategy degenerate to one
+// INSERT.
+func (p *Planner) Apply(ctx context.Context, st *Stage, emptyScope bool, skipped int64) (Counts, error) {
 	var c Counts
-	skipped, err := p.Dedupe(ctx, st)
-	if err != nil {
-		return c, err
-	}
+	var err error
 	c.Skipped = skipped
 	staged := st.Rows - skipped
 	t, s := p.table(), st.Name
