@@ -609,7 +609,7 @@ func (in *Input) convert(hasher *RowHasher, row Row, rec []Value, pos Pos) (Row,
 		if !v.Null {
 			s, err := Canon(cols[i].Type, v.S)
 			if err != nil {
-				return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: i + 1, Column: cols[i].Name,
+				return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: pos.Field(i), Column: cols[i].Name,
 					Msg: fmt.Sprintf("%s %v (column is %s)", quoteShort(v.S), err, cols[i].Type)}
 			}
 			v.S = s
@@ -625,7 +625,7 @@ func (in *Input) convert(hasher *RowHasher, row Row, rec []Value, pos Pos) (Row,
 			}
 			col := 0
 			if k < in.nIn {
-				col = k + 1
+				col = pos.Field(k)
 			}
 			return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: col, Column: in.plan.Key[j], Msg: "key value is " + what}
 		}
@@ -637,7 +637,7 @@ func (in *Input) convert(hasher *RowHasher, row Row, rec []Value, pos Pos) (Row,
 			if !v.Null {
 				got = quoteShort(v.S)
 			}
-			return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: in.partIdx + 1, Column: in.plan.Partition.Column,
+			return nil, RowHash{}, &InputError{File: pos.File, Line: pos.Line, Col: pos.Field(in.partIdx), Column: in.plan.Partition.Column,
 				Msg: fmt.Sprintf("row is outside the partition: %s, want %q", got, in.plan.Partition.Value)}
 		}
 	}

@@ -4,6 +4,22 @@ package idem
 type Pos struct {
 	File string // as the user named it; "-" for stdin
 	Line int64  // 1-based line where the record starts
+	// Fields, when set, is each column's 1-based field number in this file
+	// (0: none applies, as in a JSON object), for a file whose fields are
+	// not in the columns' order; nil means column i is field i+1.
+	Fields []int
+}
+
+// Field is the 1-based field number of column i in the record's file, 0
+// when there is none to give.
+func (p Pos) Field(i int) int {
+	if p.Fields == nil {
+		return i + 1
+	}
+	if i < len(p.Fields) {
+		return p.Fields[i]
+	}
+	return 0
 }
 
 // RecordReader yields raw input records before typing: every format (CSV,

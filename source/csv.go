@@ -147,6 +147,21 @@ func (r *csvReader) bind(cols []string, firstFile string) error {
 	return nil
 }
 
+// fields gives each column's field number in this file when the header
+// lists them in another order than the first file's, else nil.
+func (r *csvReader) fields() []int {
+	out := make([]int, len(r.perm))
+	moved := false
+	for field, col := range r.perm {
+		out[col] = field + 1
+		moved = moved || col != field
+	}
+	if !moved {
+		return nil
+	}
+	return out
+}
+
 // sameColumns checks that a later file's header has exactly the columns of
 // the first file, so that reordering can map every field.
 func sameColumns(name string, have, want []string, firstFile string) error {

@@ -105,6 +105,10 @@ func (r *jsonlReader) head() ([]string, error) {
 	return keys, nil
 }
 
+// fields: a JSON object's members have no field numbers (their order is
+// free), so errors name the column only.
+func (r *jsonlReader) fields() []int { return make([]int, len(r.index)) }
+
 func (r *jsonlReader) bind(cols []string, firstFile string) error {
 	r.firstFile = firstFile
 	r.index = make(map[string]int, len(cols))

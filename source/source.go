@@ -78,6 +78,12 @@ type fileReader interface {
 	close() error
 }
 
+// fielder is a fileReader whose fields are not always in the columns'
+// order: fields returns idem.Pos.Fields for its records.
+type fielder interface {
+	fields() []int
+}
+
 // Expand returns the concrete file list for patterns: globs expanded and
 // sorted within each pattern, duplicates removed (the first spelling wins),
 // "-" kept as is. A pattern that matches nothing is an *idem.InputError.
@@ -328,6 +334,7 @@ type reader struct {
 	curName string
 	cols    []string
 	first   string // the file the columns came from
+	fields  []int  // the current file's field numbers (idem.Pos.Fields)
 	vals    []idem.Value
 	err     error // sticky: io.EOF, the first error, or errClosed
 }
@@ -340,7 +347,7 @@ func (r *reader) Read() ([]idem.Value, idem.Pos, error) {
 	for r.err == nil {
 		line, err := r.cur.read(r.vals)
 		if err == nil {
-			return r.vals, idem.Pos{File: r.curName, Line: line}, nil
+			return r.vals, idem.Pos{File: r.curName, Line: line, Fields: r.fields}, nil
 		}
 		if err != io.EOF {
 			r.err = err
@@ -400,7 +407,10 @@ func (r *reader) advance() error {
 			fr.close()
 			return err
 		}
-		r.cur, r.curName = fr, name
+		r.cur, r.curName, r.fields = fr, name, nil
+		if f, ok := fr.(fielder); ok {
+			r.fields = f.fields()
+		}
 		return nil
 	}
 	return nil

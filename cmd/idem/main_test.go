@@ -121,3 +121,27 @@ func TestInterval(t *testing.T) {
 		t.Fatal("bad date accepted")
 	}
 }
+
+// TestErrorFieldOfReorderedFile: a later file may list the columns in
+// another order; an error in it names the field where the value is in
+// that file, not the column's place in the first file.
+func TestErrorFieldOfReorderedFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"m1.csv": "a,b\n1,x\n", "m2.csv": "b,a\ny,2\nz,notnum\n", "j.jsonl": "{\"b\":\"y\",\"a\":\"notnum\"}\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errs := runIn(t, dir, "", "load", "m1.csv", "--to", "sqlite:t.db", "--table", "t", "--strategy", "replace"); code != 0 {
+		t.Fatalf("first load: %d %s", code, errs)
+	}
+	code, _, errs := runIn(t, dir, "", "load", "m1.csv", "m2.csv", "--to", "sqlite:t.db", "--table", "t", "--strategy", "replace")
+	if code != 2 || !strings.Contains(errs, `m2.csv:3:2: column "a"`) {
+		t.Fatalf("exit %d: %s; want the error at m2.csv:3:2", code, errs)
+	}
+	// A JSON object's members have no field number: the column is named.
+	code, _, errs = runIn(t, dir, "", "load", "j.jsonl", "--to", "sqlite:t.db", "--table", "t", "--strategy", "replace")
+	if code != 2 || !strings.Contains(errs, `j.jsonl:1: column "a"`) {
+		t.Fatalf("exit %d: %s; want j.jsonl:1 and the column", code, errs)
+	}
+}
