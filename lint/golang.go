@@ -11,7 +11,7 @@ import (
 
 // goDB are the methods that send SQL (database/sql, pgx, sqlx).
 var goDB = map[string]bool{"Exec": true, "ExecContext": true, "Query": true, "QueryContext": true, "QueryRow": true,
-	"QueryRowContext": true, "Prepare": true, "PrepareContext": true, "MustExec": true, "Get": true, "Select": true, "NamedExec": true}
+	"QueryRowContext": true, "Prepare": true, "PrepareContext": true, "MustExec": true, "NamedExec": true, "Get": true, "Select": true}
 
 func goFile(path string, src []byte) ([]Finding, error) {
 	fset := token.NewFileSet()
@@ -41,9 +41,18 @@ func goFile(path string, src []byte) ([]Finding, error) {
 		}
 		ast.Inspect(d, func(n ast.Node) bool {
 			switch n := n.(type) {
+			case *ast.BinaryExpr:
+				// "INSERT … " + "ON CONFLICT …": one SQL text; what is
+				// not a literal stands in as {…}, as in a template.
+				if n.Op == token.ADD {
+					if ps := g.pieces(n); len(ps) > 0 && looksLikeSQL(joined(ps)) {
+						_ = g.sql.add(ps...)
+						return false
+					}
+				}
 			case *ast.BasicLit:
-				if n.Kind == token.STRING && len(n.Value) >= 2 && looksLikeSQL(n.Value[1:len(n.Value)-1]) {
-					_ = g.sql.add(n.Value[1:len(n.Value)-1], g.at(n.Pos()+1))
+				if text := goText(n); text != "" && looksLikeSQL(text) {
+					_ = g.sql.add(piece{text, g.at(n.Pos() + 1)})
 				}
 			case *ast.CallExpr:
 				g.call(n, scope)
@@ -60,6 +69,42 @@ type goLint struct {
 	consts map[string]bool
 	sql    *sqlScript
 	out    []Finding
+}
+
+// pieces flattens a + chain into its string literals, with {x} for each
+// operand that is not one; nil when it holds no literal at all.
+func (g *goLint) pieces(e ast.Expr) []piece {
+	switch e := e.(type) {
+	case *ast.BinaryExpr:
+		if e.Op != token.ADD {
+			break
+		}
+		l, r := g.pieces(e.X), g.pieces(e.Y)
+		if l == nil && r == nil {
+			return nil
+		}
+		return append(l, r...)
+	case *ast.ParenExpr:
+		return g.pieces(e.X)
+	case *ast.BasicLit:
+		if text := goText(e); text != "" {
+			return []piece{{text, g.at(e.Pos() + 1)}}
+		}
+	}
+	return []piece{{"{x}", g.at(e.Pos())}}
+}
+
+// goText is a string literal's content as it stands in the source, its
+// escapes blanked (blankEscapes) unless it is a raw string.
+func goText(l *ast.BasicLit) string {
+	if l.Kind != token.STRING || len(l.Value) < 2 {
+		return ""
+	}
+	text := l.Value[1 : len(l.Value)-1]
+	if l.Value[0] == '"' {
+		text = blankEscapes(text)
+	}
+	return text
 }
 
 func (g *goLint) at(p token.Pos) pos {
@@ -165,8 +210,17 @@ func (g *goLint) dbCall(c *ast.CallExpr, name string) {
 	if i >= len(c.Args) {
 		return
 	}
+	// Get, Select, Query… are also cache and HTTP methods: only a first
+	// literal that reads as SQL makes this a database call.
+	text := g.leadingText(c.Args[i])
+	if !startsWithAny(text, sqlVerbs...) {
+		return
+	}
 	if g.formatted(c.Args[i]) {
 		g.find(c.Args[i], SQLStringFormat, name+" with SQL built by string formatting: bind values as parameters ($1, ?) and quote identifiers")
+	}
+	if !startsWithAny(text, "INSERT", "UPDATE", "MERGE", "UPSERT", "REPLACE") {
+		return // values bound into a read filter it, they are not written
 	}
 	for _, a := range c.Args[i+1:] {
 		ast.Inspect(a, func(n ast.Node) bool {
@@ -184,6 +238,26 @@ func (g *goLint) dbCall(c *ast.CallExpr, name string) {
 			return true
 		})
 	}
+}
+
+// leadingText is the first string literal of a SQL argument: the literal
+// itself, the format of fmt.Sprintf, or the first piece of a + chain.
+func (g *goLint) leadingText(e ast.Expr) string {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind == token.STRING && len(e.Value) >= 2 {
+			return e.Value[1 : len(e.Value)-1]
+		}
+	case *ast.CallExpr:
+		if x, n := sel(e.Fun); x == "fmt" && strings.HasPrefix(n, "Sprint") && len(e.Args) > 0 {
+			return g.leadingText(e.Args[0])
+		}
+	case *ast.BinaryExpr:
+		return g.leadingText(e.X)
+	case *ast.ParenExpr:
+		return g.leadingText(e.X)
+	}
+	return ""
 }
 
 func isCtx(e ast.Expr) bool {

@@ -125,8 +125,9 @@ func shift(p, start pos) pos {
 // Ignore is the directive that silences findings where a pattern is
 // meant (a lease that must use the clock, an audit log that must append):
 // "idem:ignore" in a comment on the finding's line or the line above,
-// optionally followed by the rules it silences ("idem:ignore
-// now-in-data,plain-insert"); without rules it silences all.
+// optionally followed by the rules it silences and a reason ("idem:ignore
+// now-in-data, plain-insert: the lease reads the clock"); naming no rule
+// silences all.
 const Ignore = "idem:ignore"
 
 func ignored(fs []Finding, src string) []Finding {
@@ -143,14 +144,21 @@ func ignored(fs []Finding, src string) []Finding {
 			if i < 0 {
 				continue
 			}
-			rest := strings.Fields(lines[l][i+len(Ignore):])
-			if len(rest) == 0 || !strings.Contains(rest[0], "-") {
-				return true
-			}
-			for _, name := range strings.Split(rest[0], ",") {
-				if Rule(name) == r {
+			// Rule names may be separated by commas or spaces and
+			// followed by a reason; with no rule name at all, every rule.
+			named := false
+			for _, w := range strings.FieldsFunc(lines[l][i+len(Ignore):], func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
+				w = strings.Trim(w, ":;.()*/")
+				if !Known(Rule(w)) {
+					continue
+				}
+				named = true
+				if Rule(w) == r {
 					return true
 				}
+			}
+			if !named {
+				return true
 			}
 		}
 		return false
@@ -181,4 +189,38 @@ func (c *cursor) adv(n int) {
 		}
 		c.i++
 	}
+}
+
+// Known reports whether r names a rule.
+func Known(r Rule) bool {
+	for _, x := range Rules {
+		if x.Rule == r {
+			return true
+		}
+	}
+	return false
+}
+
+// blankEscapes hides the escape sequences of a string literal's source
+// text from the SQL lexer without moving anything: "\n" would otherwise
+// glue onto the next word ("\nON CONFLICT" read as "NON"). An escaped
+// quote keeps its quote, everything else becomes spaces.
+func blankEscapes(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		switch b[i+1] {
+		case '"', '\'':
+			b[i] = ' '
+		default:
+			b[i], b[i+1] = ' ', ' '
+		}
+		i++
+	}
+	return string(b)
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // at is "line:col rule" for each finding, the form the cases below use.
@@ -54,7 +55,7 @@ func TestSQL(t *testing.T) {
 		// runtime values in written data, not in reads
 		{"INSERT INTO t VALUES (1, now()) ON CONFLICT DO NOTHING;", []string{"1:26 now-in-data"}},
 		{"UPDATE t SET at = CURRENT_TIMESTAMP, k = random();", []string{"1:19 now-in-data", "1:42 random-value"}},
-		{"INSERT INTO t VALUES (datetime('now')) ON CONFLICT DO NOTHING;", []string{"1:23 now-in-data"}},
+		{"INSERT INTO t VALUES (datetime('now')) ON CONFLICT DO NOTHING;", []string{"1:32 now-in-data"}},
 		{"SELECT now(), random(), CURRENT_DATE;", nil},
 		{"INSERT INTO t (now) SELECT s.now FROM s ON CONFLICT DO NOTHING;", nil},
 		// auto-increment keys
@@ -196,4 +197,59 @@ func TestIgnore(t *testing.T) {
 	check(t, "a.sql", "INSERT INTO t VALUES (now()); -- idem:ignore\n-- idem:ignore now-in-data\nINSERT INTO t VALUES (now());\nINSERT INTO t VALUES (1); -- idem:ignore auto-increment-key",
 		"3:1 plain-insert", "4:1 plain-insert")
 	check(t, "a.py", "# idem:ignore append-write,now-in-data\nopen(p, 'a'); datetime.now()\ndatetime.now()", "3:10 now-in-data")
+}
+
+// TestReviewCases: inputs a review found mishandled, each now right.
+func TestReviewCases(t *testing.T) {
+	// Lexing: valid input that was refused.
+	check(t, "m.sql", "# it's a MySQL comment\nSELECT 1;\nINSERT IGNORE INTO t VALUES ('it\\'s');", nil...)
+	check(t, "m.sql", "SELECT a # b FROM t;\n# nightly load\nINSERT INTO t VALUES (1);", "3:1 plain-insert")
+	check(t, "f.py", "s = f\"{'\"'.join(cols)}\"\nu = f\"{\"'\"}\"\nv = f'{{x}}'", nil...)
+
+	// Not SQL, not data, not a send.
+	check(t, "p.py", "def load():\n    \"\"\"Insert rows into the warehouse table.\"\"\"\n    log.info(\"Insert into staging finished\")", nil...)
+	check(t, "p.py", "cur.execute(\"INSERT INTO t (id, v) VALUES (%s, %s) \"\n            \"ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v\", row)", nil...)
+	check(t, "p.py", "def helper():\n    pass\nif __name__ == \"__main__\":\n    conn.execute(\"DELETE FROM t WHERE d = 1\")\n    df.to_sql(\"t\", conn, if_exists=\"append\")", nil...)
+	check(t, "p.py", "im = Image.open(\"image.png\")\nz = gzip.open(\"data.csv.gz\", \"rt\")", nil...)
+	check(t, "p.py", "logging.info(\"started at %s\", datetime.now())\nelapsed = datetime.now() - start\ntime.sleep(2**n + random.uniform(0, 1))", nil...)
+	check(t, "p.py", "r = client.messages.create(model=m, messages=msgs)\nsms = client.messages.create(to=n, from_=f, body=b)", "2:23 unguarded-send")
+	check(t, "p.py", "df.write.insertInto(\"t\", True)\ndf.write.insertInto(\"t\")", "2:10 append-write")
+	check(t, "q.sql", "CREATE TABLE devices (serial TEXT PRIMARY KEY);\nALTER TABLE t ALTER COLUMN id DROP IDENTITY;\nUPDATE jobs SET status = 'expired' WHERE expires_at < now();", nil...)
+	check(t, "q.sql", "INSERT INTO t SELECT * FROM s WHERE ts > now() - interval '1 day' ON CONFLICT DO NOTHING;", nil...)
+
+	// Found where they were missed.
+	check(t, "p.py", "import requests as r\nr.post(url)\nfrom requests import post\npost(url)\ns = requests.Session()\ns.post(u)\nrequests.Session().post(u)",
+		"2:3 post-without-key", "4:1 post-without-key", "6:3 post-without-key", "7:20 post-without-key")
+	check(t, "p.py", "async def f():\n    async with httpx.AsyncClient() as c:\n        await c.post(u)", "3:17 post-without-key")
+	check(t, "p.py", "df.write.format(\"delta\").mode(\"append\").save(p)", "1:26 append-write")
+	check(t, "p.py", "def f():\n    df.to_sql(\"t\", con, if_exists=\"append\")\n    con.execute(\"DELETE FROM t\")", "2:8 append-without-delete")
+	check(t, "q.sql", "DELETE FROM staging.orders;\nINSERT INTO prod.orders SELECT * FROM staging.orders;", "2:1 plain-insert")
+	check(t, "q.sql", "INSERT INTO audit SELECT * FROM s WHERE status NOT IN ('x');\nINSERT OR ABORT INTO t VALUES (1);", "1:1 plain-insert", "2:1 plain-insert")
+	check(t, "q.sql", "INSERT INTO t VALUES (strftime('%s', 'now')) ON CONFLICT DO NOTHING;", "1:38 now-in-data")
+
+	// Ignore comments with reasons and several rules.
+	check(t, "i.py", "x = datetime.now()  # idem:ignore now-in-data: the lease reads the clock", nil...)
+	check(t, "i.sql", "-- idem:ignore plain-insert, now-in-data\nINSERT INTO t VALUES (now());\n-- idem:ignore -- audit log\nINSERT INTO t VALUES (now());", nil...)
+
+	// Go: HTTP and cache calls are not SQL; a read binds the clock to filter.
+	const head = "package p\n\nimport (\n\t\"fmt\"\n\t\"net/http\"\n\t\"time\"\n)\n\n"
+	check(t, "g.go", head+"func f(id string) {\n\thttp.Get(fmt.Sprintf(\"https://x/%s\", id))\n\tcache.Get(fmt.Sprintf(\"k:%s\", id))\n\tdb.QueryContext(ctx, \"SELECT id FROM leases WHERE until < $1\", time.Now())\n}", nil...)
+	check(t, "g.go", head+"func f() {\n\tdb.Exec(\"INSERT INTO t VALUES (1)\\n\" +\n\t\t\"ON CONFLICT DO NOTHING\")\n}", nil...)
+	check(t, "g.go", head+"func f() {\n\tdb.Exec(\"INSERT INTO t (a, b)\\n\" +\n\t\t\"VALUES ($1, $2)\", 1, 2)\n}", "10:11 plain-insert")
+	check(t, "p.py", "cur.execute(\"INSERT INTO t (a, b) \"\n            \"VALUES (%s, %s)\", row)", "1:14 plain-insert")
+}
+
+// TestDeepNesting: unclosed or deeply nested brackets stay fast (they
+// were quadratic, and 100,000 of them did not finish in 15 minutes).
+func TestDeepNesting(t *testing.T) {
+	start := time.Now()
+	if _, err := File("n.py", []byte(strings.Repeat("f(", 100000))); err == nil {
+		t.Fatal("unclosed brackets: no syntax error")
+	}
+	if _, err := File("n.py", []byte(strings.Repeat("f(", 50000)+strings.Repeat(")", 50000))); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
 }

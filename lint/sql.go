@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -20,25 +21,35 @@ const (
 type sqlTok struct {
 	kind sqlKind
 	text string
-	at   pos
+	off  int // byte offset in the linted text
+	at   pos // where it is in the host file (set by add)
 }
 
 // lexSQL splits src into tokens, dropping comments and whitespace. It
 // knows the quoting of PostgreSQL (E”, $tag$…$tag$, nested /* */),
-// MySQL (backticks) and SQLite, so that nothing inside a string or a
-// comment is ever taken for code.
-func lexSQL(src string) ([]sqlTok, *SyntaxError) {
+// MySQL (backticks, # comments at the start of a line) and SQLite, so
+// that nothing inside a string or a comment is ever taken for code.
+// backslash makes \ escape in ” strings, as MySQL does by default.
+func lexSQL(src string, backslash bool) ([]sqlTok, int, string) {
 	var toks []sqlTok
 	cur := &cursor{src: src, line: 1, col: 1}
 	adv := cur.adv
-	fail := func(at pos, msg string) *SyntaxError { return &SyntaxError{Line: at.line, Col: at.col, Msg: msg} }
+	lineStart := true // only blanks since the last newline
 	for cur.i < len(src) {
 		c := src[cur.i]
-		at := pos{cur.line, cur.col}
+		off := cur.i
+		first := lineStart
+		lineStart = false
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+		case c == '\n':
+			lineStart = true
 			adv(1)
-		case c == '-' && strings.HasPrefix(src[cur.i:], "--"):
+		case c == ' ' || c == '\t' || c == '\r' || c == '\f':
+			lineStart = first
+			adv(1)
+		case c == '-' && strings.HasPrefix(src[cur.i:], "--"), c == '#' && first:
+			// PostgreSQL's # is an operator, written between operands;
+			// at the start of a line it is MySQL's comment.
 			for cur.i < len(src) && src[cur.i] != '\n' {
 				adv(1)
 			}
@@ -46,7 +57,7 @@ func lexSQL(src string) ([]sqlTok, *SyntaxError) {
 			depth := 0
 			for {
 				if cur.i >= len(src) {
-					return nil, fail(at, "unterminated /* comment")
+					return nil, off, "unterminated /* comment"
 				}
 				if strings.HasPrefix(src[cur.i:], "/*") {
 					depth++
@@ -62,30 +73,30 @@ func lexSQL(src string) ([]sqlTok, *SyntaxError) {
 				}
 			}
 		case c == '\'':
-			s, err := quoted(cur, '\'', false)
+			s, err := quoted(cur, '\'', backslash)
 			if err != "" {
-				return nil, fail(at, err)
+				return nil, off, err
 			}
-			toks = append(toks, sqlTok{sqlStr, s, at})
+			toks = append(toks, sqlTok{kind: sqlStr, text: s, off: off})
 		case (c == 'E' || c == 'e') && cur.i+1 < len(src) && src[cur.i+1] == '\'':
 			adv(1)
 			s, err := quoted(cur, '\'', true)
 			if err != "" {
-				return nil, fail(at, err)
+				return nil, off, err
 			}
-			toks = append(toks, sqlTok{sqlStr, s, at})
+			toks = append(toks, sqlTok{kind: sqlStr, text: s, off: off})
 		case c == '"' || c == '`':
 			s, err := quoted(cur, c, false)
 			if err != "" {
-				return nil, fail(at, err)
+				return nil, off, err
 			}
-			toks = append(toks, sqlTok{sqlIdent, s, at})
+			toks = append(toks, sqlTok{kind: sqlIdent, text: s, off: off})
 		case c == '$' && cur.i+1 < len(src) && src[cur.i+1] >= '0' && src[cur.i+1] <= '9':
 			j := cur.i + 1
 			for j < len(src) && src[j] >= '0' && src[j] <= '9' {
 				j++
 			}
-			toks = append(toks, sqlTok{sqlParam, src[cur.i:j], at})
+			toks = append(toks, sqlTok{kind: sqlParam, text: src[cur.i:j], off: off})
 			adv(j - cur.i)
 		case c == '$':
 			// $tag$ … $tag$ (PostgreSQL), else a lone $.
@@ -97,62 +108,62 @@ func lexSQL(src string) ([]sqlTok, *SyntaxError) {
 				tag := src[cur.i : j+1]
 				end := strings.Index(src[j+1:], tag)
 				if end < 0 {
-					return nil, fail(at, "unterminated "+tag+" string")
+					return nil, off, "unterminated " + tag + " string"
 				}
 				body := src[j+1 : j+1+end]
 				adv(j + 1 + end + len(tag) - cur.i)
-				toks = append(toks, sqlTok{sqlStr, body, at})
+				toks = append(toks, sqlTok{kind: sqlStr, text: body, off: off})
 				continue
 			}
-			toks = append(toks, sqlTok{sqlPunct, "$", at})
+			toks = append(toks, sqlTok{kind: sqlPunct, text: "$", off: off})
 			adv(1)
 		case c == '?':
-			toks = append(toks, sqlTok{sqlParam, "?", at})
+			toks = append(toks, sqlTok{kind: sqlParam, text: "?", off: off})
 			adv(1)
 		case c == '%' && cur.i+1 < len(src) && (src[cur.i+1] == 's' || src[cur.i+1] == '('):
 			j := cur.i + 2
 			if src[cur.i+1] == '(' {
 				k := strings.IndexByte(src[cur.i:], ')')
 				if k < 0 || cur.i+k+1 >= len(src) || src[cur.i+k+1] != 's' {
-					toks = append(toks, sqlTok{sqlPunct, "%", at})
+					toks = append(toks, sqlTok{kind: sqlPunct, text: "%", off: off})
 					adv(1)
 					continue
 				}
 				j = cur.i + k + 2
 			}
-			toks = append(toks, sqlTok{sqlParam, src[cur.i:j], at})
+			toks = append(toks, sqlTok{kind: sqlParam, text: src[cur.i:j], off: off})
 			adv(j - cur.i)
 		case c == ':' && cur.i+1 < len(src) && isWordStart(src[cur.i+1]) && (cur.i == 0 || src[cur.i-1] != ':'):
 			j := cur.i + 1
 			for j < len(src) && isWordByte(src[j]) {
 				j++
 			}
-			toks = append(toks, sqlTok{sqlParam, src[cur.i:j], at})
+			toks = append(toks, sqlTok{kind: sqlParam, text: src[cur.i:j], off: off})
 			adv(j - cur.i)
 		case isWordStart(c):
 			j := cur.i
 			for j < len(src) && (isWordByte(src[j]) || src[j] == '$') {
 				j++
 			}
-			toks = append(toks, sqlTok{sqlWord, strings.ToUpper(src[cur.i:j]), at})
+			toks = append(toks, sqlTok{kind: sqlWord, text: strings.ToUpper(src[cur.i:j]), off: off})
 			adv(j - cur.i)
 		case c >= '0' && c <= '9':
 			j := cur.i
 			for j < len(src) && (isWordByte(src[j]) || src[j] == '.') {
 				j++
 			}
-			toks = append(toks, sqlTok{sqlNum, src[cur.i:j], at})
+			toks = append(toks, sqlTok{kind: sqlNum, text: src[cur.i:j], off: off})
 			adv(j - cur.i)
 		default:
-			toks = append(toks, sqlTok{sqlPunct, string(c), at})
+			toks = append(toks, sqlTok{kind: sqlPunct, text: string(c), off: off})
 			adv(1)
 		}
 	}
-	return toks, nil
+	return toks, 0, ""
 }
 
-// quoted reads a literal that starts at the cursor with q, where a doubled q
-// stands for itself (and, for E” strings, a backslash escapes).
+// quoted reads a literal that starts at the cursor with q, where a doubled
+// q stands for itself (and, with backslash, \ escapes the next byte).
 func quoted(cur *cursor, q byte, backslash bool) (string, string) {
 	src, adv := cur.src, cur.adv
 	adv(1)
@@ -185,6 +196,58 @@ func isWordStart(c byte) bool {
 
 func isWordByte(c byte) bool { return isWordStart(c) || (c >= '0' && c <= '9') }
 
+// piece is one part of a SQL text spread over a host file: a .sql file
+// is one piece; in Python and Go, string literals joined by + or by
+// adjacency are one piece each, their texts concatenated.
+type piece struct {
+	text  string
+	start pos // where text's first byte is in the host file
+}
+
+func joined(ps []piece) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.text)
+	}
+	return b.String()
+}
+
+// pieceMap turns byte offsets in the concatenated text into host positions.
+type pieceMap struct {
+	pieces []piece
+	offs   []int   // offset of each piece in the concatenation
+	nls    [][]int // offsets of each piece's newlines, within it
+}
+
+func newPieceMap(ps []piece) (*pieceMap, string) {
+	m := &pieceMap{pieces: ps}
+	var b strings.Builder
+	for _, p := range ps {
+		m.offs = append(m.offs, b.Len())
+		var nl []int
+		for i := 0; i < len(p.text); i++ {
+			if p.text[i] == '\n' {
+				nl = append(nl, i)
+			}
+		}
+		m.nls = append(m.nls, nl)
+		b.WriteString(p.text)
+	}
+	return m, b.String()
+}
+
+func (m *pieceMap) at(off int) pos {
+	k := sort.SearchInts(m.offs, off+1) - 1
+	k = max(k, 0)
+	r := off - m.offs[k]
+	nl := m.nls[k]
+	n := sort.SearchInts(nl, r) // newlines before r
+	if n == 0 {
+		return shift(pos{1, r + 1}, m.pieces[k].start)
+	}
+	return shift(pos{n + 1, r - nl[n-1]}, m.pieces[k].start)
+}
+
 // sqlScript lints statements in order; cleared holds the tables an
 // earlier statement deleted from, truncated or created afresh, into which
 // a later INSERT is a replacement, not a duplicate (the seed's
@@ -192,31 +255,35 @@ func isWordByte(c byte) bool { return isWordStart(c) || (c >= '0' && c <= '9') }
 // .sql file, or all the SQL strings of one Python or Go file.
 type sqlScript struct {
 	path    string
-	cleared map[string]bool
+	cleared []string // qualified names, lower-cased unless quoted
 	out     []Finding
 }
 
-func newSQLScript(path string) *sqlScript { return &sqlScript{path: path, cleared: map[string]bool{}} }
+func newSQLScript(path string) *sqlScript { return &sqlScript{path: path} }
 
 func sqlFile(path, src string) ([]Finding, error) {
 	s := newSQLScript(path)
-	if err := s.add(src, pos{1, 1}); err != nil {
+	if err := s.add(piece{src, pos{1, 1}}); err != nil {
 		err.Path = path
 		return nil, err
 	}
 	return s.out, nil
 }
 
-// add lints src, whose first byte sits at start in the host file.
-func (s *sqlScript) add(src string, start pos) *SyntaxError {
-	toks, err := lexSQL(src)
-	if err != nil {
-		at := shift(pos{err.Line, err.Col}, start)
-		err.Line, err.Col = at.line, at.col
-		return err
+// add lints one SQL text made of pieces. A text that does not lex with
+// standard quoting is tried again with MySQL's backslash escapes.
+func (s *sqlScript) add(ps ...piece) *SyntaxError {
+	m, src := newPieceMap(ps)
+	toks, off, msg := lexSQL(src, false)
+	if msg != "" {
+		var msg2 string
+		if toks, _, msg2 = lexSQL(src, true); msg2 != "" {
+			at := m.at(off)
+			return &SyntaxError{Line: at.line, Col: at.col, Msg: msg}
+		}
 	}
 	for i := range toks {
-		toks[i].at = shift(toks[i].at, start)
+		toks[i].at = m.at(toks[i].off)
 	}
 	depth, from := 0, 0
 	for i, t := range toks {
@@ -250,6 +317,8 @@ func isWord(t sqlTok, words ...string) bool {
 	return false
 }
 
+func isPunct(t sqlTok, p string) bool { return t.kind == sqlPunct && t.text == p }
+
 // has reports whether the words occur in a row.
 func has(toks []sqlTok, words ...string) bool {
 	for i := 0; i+len(words) <= len(toks); i++ {
@@ -268,33 +337,57 @@ func has(toks []sqlTok, words ...string) bool {
 }
 
 // tableAt reads the (possibly qualified, quoted or {templated}) table
-// name starting at toks[i]; the last part, lower-cased unless quoted.
+// name starting at toks[i]: its parts joined by ".", each lower-cased
+// unless quoted.
 func tableAt(toks []sqlTok, i int) string {
-	name := ""
+	var parts []string
 	for i < len(toks) {
 		t := toks[i]
 		switch {
 		case t.kind == sqlWord:
-			name = strings.ToLower(t.text)
+			parts = append(parts, strings.ToLower(t.text))
 		case t.kind == sqlIdent:
-			name = t.text
-		case t.kind == sqlPunct && t.text == "{":
+			parts = append(parts, t.text)
+		case isPunct(t, "{"):
 			// A Python or Go template placeholder: {table}.
 			var b strings.Builder
-			for i++; i < len(toks) && !(toks[i].kind == sqlPunct && toks[i].text == "}"); i++ {
+			for i++; i < len(toks) && !isPunct(toks[i], "}"); i++ {
 				b.WriteString(toks[i].text)
 			}
-			name = "{" + strings.ToLower(b.String()) + "}"
+			parts = append(parts, "{"+strings.ToLower(b.String())+"}")
 		default:
-			return name
+			return strings.Join(parts, ".")
 		}
-		if i+1 < len(toks) && toks[i+1].kind == sqlPunct && toks[i+1].text == "." {
+		if i+1 < len(toks) && isPunct(toks[i+1], ".") {
 			i += 2
 			continue
 		}
-		return name
+		break
 	}
-	return name
+	return strings.Join(parts, ".")
+}
+
+func (s *sqlScript) clear(name string) {
+	if name != "" {
+		s.cleared = append(s.cleared, name)
+	}
+}
+
+// wasCleared: a cleared name matches when equal, or when one of the two
+// is unqualified and the table parts agree (the schema is not known).
+func (s *sqlScript) wasCleared(name string) bool {
+	last := func(n string) (string, bool) {
+		i := strings.LastIndexByte(n, '.')
+		return n[i+1:], i >= 0
+	}
+	ln, lq := last(name)
+	for _, c := range s.cleared {
+		cn, cq := last(c)
+		if c == name || (cn == ln && (!cq || !lq)) {
+			return true
+		}
+	}
+	return false
 }
 
 var nowWords = map[string]bool{"CURRENT_TIMESTAMP": true, "CURRENT_DATE": true, "CURRENT_TIME": true, "LOCALTIMESTAMP": true, "LOCALTIME": true, "SYSDATE": true}
@@ -312,9 +405,9 @@ func (s *sqlScript) statement(toks []sqlTok) {
 		// The statement's verb follows the CTEs, at the outer level.
 		depth := 0
 		for i, t := range toks {
-			if t.kind == sqlPunct && t.text == "(" {
+			if isPunct(t, "(") {
 				depth++
-			} else if t.kind == sqlPunct && t.text == ")" {
+			} else if isPunct(t, ")") {
 				depth--
 			} else if depth == 0 && i > 0 && isWord(t, "INSERT", "UPDATE", "DELETE", "MERGE", "SELECT") {
 				verb, vi = t, i
@@ -325,16 +418,16 @@ func (s *sqlScript) statement(toks []sqlTok) {
 	switch {
 	case isWord(verb, "DELETE"):
 		if i := indexWord(toks, vi, "FROM"); i > 0 {
-			s.cleared[tableAt(toks, i+1)] = true
+			s.clear(tableAt(toks, i+1))
 		}
 	case isWord(verb, "TRUNCATE"):
 		for i := vi + 1; i < len(toks); i++ {
-			if isWord(toks[i], "TABLE", "ONLY") || (toks[i].kind == sqlPunct && toks[i].text == ",") {
+			if isWord(toks[i], "TABLE", "ONLY") || isPunct(toks[i], ",") {
 				continue
 			}
-			if toks[i].kind == sqlWord || toks[i].kind == sqlIdent || (toks[i].kind == sqlPunct && toks[i].text == "{") {
-				s.cleared[tableAt(toks, i)] = true
-				for i+1 < len(toks) && !(toks[i+1].kind == sqlPunct && toks[i+1].text == ",") {
+			if toks[i].kind == sqlWord || toks[i].kind == sqlIdent || isPunct(toks[i], "{") {
+				s.clear(tableAt(toks, i))
+				for i+1 < len(toks) && !isPunct(toks[i+1], ",") {
 					i++
 				}
 			}
@@ -344,7 +437,7 @@ func (s *sqlScript) statement(toks []sqlTok) {
 		if has(toks[i:min(i+2, len(toks))], "IF", "EXISTS") {
 			i += 2
 		}
-		s.cleared[tableAt(toks, i)] = true
+		s.clear(tableAt(toks, i))
 	case isWord(verb, "CREATE", "ALTER"):
 		s.create(toks)
 	case isWord(verb, "INSERT", "REPLACE", "UPSERT"):
@@ -353,7 +446,7 @@ func (s *sqlScript) statement(toks []sqlTok) {
 	case isWord(verb, "UPDATE", "MERGE"):
 		s.values(toks)
 	case isWord(verb, "COPY"):
-		if indexWord(toks, vi, "FROM") > 0 && !s.cleared[tableAt(toks, vi+1)] {
+		if indexWord(toks, vi, "FROM") > 0 && !s.wasCleared(tableAt(toks, vi+1)) {
 			s.find(verb, PlainInsert, "COPY … FROM appends: a retry loads the rows again; delete or truncate the table (or partition) first in the same transaction, or use idem load")
 		}
 	}
@@ -373,29 +466,70 @@ func (s *sqlScript) insert(toks []sqlTok, vi int) {
 	if isWord(verb, "REPLACE", "UPSERT") {
 		return // MySQL's REPLACE and UPSERT overwrite by key
 	}
-	if vi+1 < len(toks) && isWord(toks[vi+1], "OR", "IGNORE") {
-		return // SQLite's INSERT OR IGNORE/REPLACE, MySQL's INSERT IGNORE
+	if vi+2 < len(toks) && isWord(toks[vi+1], "OR") && isWord(toks[vi+2], "IGNORE", "REPLACE") {
+		return // SQLite's INSERT OR IGNORE/REPLACE
 	}
-	if has(toks, "ON", "CONFLICT") || has(toks, "ON", "DUPLICATE", "KEY") || has(toks, "NOT", "EXISTS") || has(toks, "EXCEPT") || has(toks, "NOT", "IN") {
+	if vi+1 < len(toks) && isWord(toks[vi+1], "IGNORE") {
+		return // MySQL's INSERT IGNORE
+	}
+	if has(toks, "ON", "CONFLICT") || has(toks, "ON", "DUPLICATE", "KEY") || has(toks, "NOT", "EXISTS") || has(toks, "EXCEPT") || antiJoinIn(toks) {
 		return // an upsert, or an anti-join that inserts only what is missing
 	}
-	if i := indexWord(toks, vi, "INTO"); i > 0 && s.cleared[tableAt(toks, i+1)] {
+	if i := indexWord(toks, vi, "INTO"); i > 0 && s.wasCleared(tableAt(toks, i+1)) {
 		return
 	}
 	s.find(verb, PlainInsert, "INSERT without conflict handling: a retry inserts the rows again; use INSERT … ON CONFLICT (key) DO UPDATE/NOTHING, delete the partition first in the same transaction, or idem load --strategy upsert")
 }
 
-// values flags runtime timestamps and random values in a statement that
-// writes data.
+// antiJoinIn: NOT IN (SELECT …), which inserts only keys not there yet.
+func antiJoinIn(toks []sqlTok) bool {
+	for i := 0; i+3 < len(toks); i++ {
+		if isWord(toks[i], "NOT") && isWord(toks[i+1], "IN") && isPunct(toks[i+2], "(") && isWord(toks[i+3], "SELECT") {
+			return true
+		}
+	}
+	return false
+}
+
+// inCallOf reports whether toks[i] sits in the argument list of a call
+// to one of fns (e.g. SQLite's datetime('now')).
+func inCallOf(toks []sqlTok, i int, fns ...string) bool {
+	depth := 0
+	for j := i - 1; j >= 0; j-- {
+		switch {
+		case isPunct(toks[j], ")"):
+			depth++
+		case isPunct(toks[j], "("):
+			if depth == 0 {
+				return j > 0 && isWord(toks[j-1], fns...)
+			}
+			depth--
+		}
+	}
+	return false
+}
+
+// values flags runtime timestamps and random values in the part of a
+// statement that writes data: before its outer WHERE, which only filters.
 func (s *sqlScript) values(toks []sqlTok) {
+	depth := 0
 	for i, t := range toks {
-		call := i+1 < len(toks) && toks[i+1].kind == sqlPunct && toks[i+1].text == "("
-		prev := i > 0 && toks[i-1].kind == sqlPunct && toks[i-1].text == "."
+		switch {
+		case isPunct(t, "("):
+			depth++
+		case isPunct(t, ")"):
+			depth--
+		}
+		if depth == 0 && isWord(t, "WHERE") {
+			return
+		}
+		call := i+1 < len(toks) && isPunct(toks[i+1], "(")
+		prev := i > 0 && isPunct(toks[i-1], ".")
 		switch {
 		case t.kind == sqlWord && !prev && (nowWords[t.text] || (call && nowCalls[t.text])):
 			s.find(t, NowInData, fmt.Sprintf("%s in written data: a retry or backfill writes another time; pass the execution date as a parameter", t.text))
-		case t.kind == sqlStr && strings.EqualFold(t.text, "now") && i >= 2 && toks[i-1].text == "(" && isWord(toks[i-2], "DATETIME", "DATE", "TIME", "JULIANDAY", "STRFTIME", "UNIXEPOCH"):
-			s.find(toks[i-2], NowInData, "SQLite's 'now' in written data: a retry or backfill writes another time; pass the execution date as a parameter")
+		case t.kind == sqlStr && strings.EqualFold(t.text, "now") && inCallOf(toks, i, "DATETIME", "DATE", "TIME", "JULIANDAY", "STRFTIME", "UNIXEPOCH"):
+			s.find(t, NowInData, "SQLite's 'now' in written data: a retry or backfill writes another time; pass the execution date as a parameter")
 		case t.kind == sqlWord && !prev && call && randomCalls[t.text]:
 			s.find(t, RandomValue, fmt.Sprintf("%s() in written data: a retry writes another value; derive it from the row's key (e.g. a hash)", t.text))
 		}
@@ -408,7 +542,7 @@ func (s *sqlScript) create(toks []sqlTok) {
 		// A table created afresh starts empty: inserts into it later in
 		// the script cannot duplicate (not so with IF NOT EXISTS).
 		if isWord(toks[0], "CREATE") && !has(toks[:min(ti+4, len(toks))], "IF", "NOT", "EXISTS") {
-			s.cleared[tableAt(toks, ti+1)] = true
+			s.clear(tableAt(toks, ti+1))
 		}
 		if has(toks, "AS", "SELECT") {
 			s.values(toks)
@@ -419,9 +553,15 @@ func (s *sqlScript) create(toks []sqlTok) {
 			continue
 		}
 		switch t.text {
-		case "SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2", "AUTO_INCREMENT", "AUTOINCREMENT":
+		case "SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2":
+			// A type only right after a column name: "serial TEXT" is a
+			// column named serial.
+			if i < 2 || (toks[i-1].kind != sqlWord && toks[i-1].kind != sqlIdent) || !(isPunct(toks[i-2], "(") || isPunct(toks[i-2], ",") || isWord(toks[i-2], "COLUMN", "ADD")) {
+				continue
+			}
+		case "AUTO_INCREMENT", "AUTOINCREMENT":
 		case "IDENTITY":
-			if i > 0 && isWord(toks[i-1], "OFF", "ON") {
+			if i > 0 && isWord(toks[i-1], "OFF", "ON", "DROP") {
 				continue
 			}
 		default:

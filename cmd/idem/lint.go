@@ -42,7 +42,7 @@ delete-then-insert pattern and is not reported.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			off := map[lint.Rule]bool{}
 			for _, r := range disable {
-				if !knownRule(lint.Rule(r)) {
+				if !lint.Known(lint.Rule(r)) {
 					return idem.BadInput("--disable: unknown rule %q (rules: %s)", r, ruleNames())
 				}
 				off[lint.Rule(r)] = true
@@ -54,12 +54,16 @@ delete-then-insert pattern and is not reported.`,
 				args = []string{"."}
 			}
 			var all []lint.Finding
+			sources := map[string][]byte{} // for SARIF's character columns
 			for _, root := range args {
 				files, err := lintFiles(root)
 				if err != nil {
 					return err
 				}
 				for _, path := range files {
+					if err := cmd.Context().Err(); err != nil {
+						return err // Ctrl-C between files
+					}
 					src, err := os.ReadFile(path)
 					if err != nil {
 						return fmt.Errorf("read %s: %w", path, err)
@@ -77,6 +81,9 @@ delete-then-insert pattern and is not reported.`,
 							all = append(all, f)
 						}
 					}
+					if format == "sarif" && len(fs) > 0 {
+						sources[path] = src
+					}
 				}
 			}
 			switch format {
@@ -86,7 +93,7 @@ delete-then-insert pattern and is not reported.`,
 					_ = enc.Encode(f)
 				}
 			case "sarif":
-				if err := writeSARIF(e.stdout, all, off); err != nil {
+				if err := writeSARIF(e.stdout, all, off, sources); err != nil {
 					return err
 				}
 			default:
@@ -139,14 +146,6 @@ func lintFiles(root string) ([]string, error) {
 	return out, err
 }
 
-func knownRule(r lint.Rule) bool {
-	for _, x := range lint.Rules {
-		if x.Rule == r {
-			return true
-		}
-	}
-	return false
-}
 
 func ruleNames() string {
 	var s []string

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/idemhq/idem/lint"
 )
 
 func runLint(t *testing.T, args ...string) (int, string, string) {
@@ -102,5 +104,51 @@ func TestLintCommand(t *testing.T) {
 		if args[0] == bad && !strings.Contains(errs, "broken.py:2:5") {
 			t.Errorf("syntax error not at its place: %s", errs)
 		}
+	}
+}
+
+// TestLintSARIFDetails: columns count characters, paths are URIs, and the
+// rules list stays an array with every rule disabled.
+func TestLintSARIFDetails(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sp dir", "a#1.sql")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("SELECT 'héllo', '日本'; INSERT INTO t VALUES (1);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runLint(t, "--format", "sarif", p)
+	var log struct {
+		Runs []struct {
+			ColumnKind string `json:"columnKind"`
+			Results    []struct {
+				Locations []struct {
+					Physical struct {
+						Artifact struct {
+							URI string `json:"uri"`
+						} `json:"artifactLocation"`
+						Region struct {
+							StartColumn int `json:"startColumn"`
+						} `json:"region"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &log); err != nil || len(log.Runs) != 1 || len(log.Runs[0].Results) != 1 {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	loc := log.Runs[0].Results[0].Locations[0].Physical
+	if loc.Region.StartColumn != 23 || log.Runs[0].ColumnKind != "unicodeCodePoints" || !strings.HasSuffix(loc.Artifact.URI, "/sp%20dir/a%231.sql") {
+		t.Fatalf("column %d (want 23 characters; 28 in bytes), kind %q, uri %q", loc.Region.StartColumn, log.Runs[0].ColumnKind, loc.Artifact.URI)
+	}
+	var all []string
+	for _, r := range lint.Rules {
+		all = append(all, string(r.Rule))
+	}
+	_, out, _ = runLint(t, "--format", "sarif", "--disable", strings.Join(all, ","), p)
+	if !strings.Contains(out, `"rules": []`) {
+		t.Fatalf("rules not an empty array:\n%s", out)
 	}
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
+	"net/url"
 	"path/filepath"
+	"unicode/utf8"
 
 	"github.com/idemhq/idem/lint"
 )
@@ -12,7 +15,9 @@ import (
 // scanning tools (GitHub's among them) import. Only the few fields those
 // tools need are written, so a struct per object is shorter than a
 // library.
-func writeSARIF(w io.Writer, fs []lint.Finding, off map[lint.Rule]bool) error {
+// src holds each file with findings: SARIF counts columns in characters
+// (columnKind unicodeCodePoints), lint in bytes.
+func writeSARIF(w io.Writer, fs []lint.Finding, off map[lint.Rule]bool, src map[string][]byte) error {
 	type msg struct {
 		Text string `json:"text"`
 	}
@@ -40,7 +45,7 @@ func writeSARIF(w io.Writer, fs []lint.Finding, off map[lint.Rule]bool) error {
 		Message   msg        `json:"message"`
 		Locations []location `json:"locations"`
 	}
-	var rules []rule
+	rules := []rule{} // an array even when every rule is disabled
 	for _, r := range lint.Rules {
 		if !off[r.Rule] {
 			rules = append(rules, rule{ID: string(r.Rule), ShortDesc: msg{r.Help}})
@@ -48,18 +53,36 @@ func writeSARIF(w io.Writer, fs []lint.Finding, off map[lint.Rule]bool) error {
 	}
 	results := []result{}
 	for _, f := range fs {
+		uri := (&url.URL{Path: filepath.ToSlash(f.Path)}).String()
 		results = append(results, result{RuleID: string(f.Rule), Level: "warning", Message: msg{f.Message},
-			Locations: []location{{physical{artifact{filepath.ToSlash(f.Path)}, region{f.Line, f.Col}}}}})
+			Locations: []location{{physical{artifact{uri}, region{f.Line, charColumn(src[f.Path], f.Line, f.Col)}}}}})
 	}
 	log := map[string]any{
 		"version": "2.1.0",
 		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
 		"runs": []any{map[string]any{
-			"tool":    map[string]any{"driver": map[string]any{"name": "idem", "informationUri": "https://github.com/idemhq/idem", "rules": rules}},
-			"results": results,
+			"tool":       map[string]any{"driver": map[string]any{"name": "idem", "informationUri": "https://github.com/idemhq/idem", "rules": rules}},
+			"results":    results,
+			"columnKind": "unicodeCodePoints",
 		}},
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(log)
+}
+
+// charColumn turns a 1-based byte column of line into a 1-based count of
+// characters (code points), as SARIF's columnKind says.
+func charColumn(src []byte, line, col int) int {
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(src, '\n')
+		if i < 0 {
+			return col
+		}
+		src = src[i+1:]
+	}
+	if col-1 > len(src) {
+		return col
+	}
+	return utf8.RuneCount(src[:col-1]) + 1
 }
