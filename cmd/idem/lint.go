@@ -146,7 +146,6 @@ func lintFiles(root string) ([]string, error) {
 	return out, err
 }
 
-
 func ruleNames() string {
 	var s []string
 	for _, r := range lint.Rules {
