@@ -136,7 +136,7 @@ func TestSeedExamples(t *testing.T) {
 		}
 		want := map[string]map[Rule]int{
 			"patterns.py":  {SQLStringFormat: 2, AppendNoDelete: 1, NowInData: 1, AppendWrite: 1, PlainInsert: 1, PostWithoutKey: 1, UnguardedSend: 1},
-			"patterns.sql": {PlainInsert: 3, NowInData: 2, RandomValue: 1, AutoIncrementKey: 2},
+			"patterns.sql": {PlainInsert: 4, NowInData: 2, RandomValue: 1, AutoIncrementKey: 2},
 			"patterns.go":  {PlainInsert: 1, NowInData: 1, SQLStringFormat: 2, AppendWrite: 1, PostWithoutKey: 1},
 		}[path]
 		if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -237,6 +237,13 @@ func TestReviewCases(t *testing.T) {
 	check(t, "g.go", head+"func f() {\n\tdb.Exec(\"INSERT INTO t VALUES (1)\\n\" +\n\t\t\"ON CONFLICT DO NOTHING\")\n}", nil...)
 	check(t, "g.go", head+"func f() {\n\tdb.Exec(\"INSERT INTO t (a, b)\\n\" +\n\t\t\"VALUES ($1, $2)\", 1, 2)\n}", "10:11 plain-insert")
 	check(t, "p.py", "cur.execute(\"INSERT INTO t (a, b) \"\n            \"VALUES (%s, %s)\", row)", "1:14 plain-insert")
+}
+
+// TestDollarBodies: DO blocks and $$-quoted function bodies are linted
+// as the SQL they hold, at their place in the file.
+func TestDollarBodies(t *testing.T) {
+	check(t, "f.sql", "DO $$\nBEGIN\n  INSERT INTO t VALUES (1);\nEND $$;\nCREATE OR REPLACE FUNCTION f() RETURNS void AS $body$\n  DELETE FROM u;\n  INSERT INTO u VALUES (now());\n$body$ LANGUAGE sql;\nSELECT $$INSERT INTO v VALUES (1)$$;\nDO $$ BEGIN IF x THEN UPDATE w SET at = now(); ELSE INSERT INTO w VALUES (1); END IF; END $$;",
+		"3:3 plain-insert", "7:25 now-in-data", "10:41 now-in-data", "10:53 plain-insert")
 }
 
 // TestDeepNesting: unclosed or deeply nested brackets stay fast (they

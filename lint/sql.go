@@ -22,6 +22,7 @@ type sqlTok struct {
 	kind sqlKind
 	text string
 	off  int // byte offset in the linted text
+	body int // for a $tag$ string: offset of its content, else 0
 	at   pos // where it is in the host file (set by add)
 }
 
@@ -112,7 +113,7 @@ func lexSQL(src string, backslash bool) ([]sqlTok, int, string) {
 				}
 				body := src[j+1 : j+1+end]
 				adv(j + 1 + end + len(tag) - cur.i)
-				toks = append(toks, sqlTok{kind: sqlStr, text: body, off: off})
+				toks = append(toks, sqlTok{kind: sqlStr, text: body, off: off, body: j + 1})
 				continue
 			}
 			toks = append(toks, sqlTok{kind: sqlPunct, text: "$", off: off})
@@ -257,6 +258,7 @@ type sqlScript struct {
 	path    string
 	cleared []string // qualified names, lower-cased unless quoted
 	out     []Finding
+	m       *pieceMap // of the text being linted
 }
 
 func newSQLScript(path string) *sqlScript { return &sqlScript{path: path} }
@@ -282,8 +284,15 @@ func (s *sqlScript) add(ps ...piece) *SyntaxError {
 			return &SyntaxError{Line: at.line, Col: at.col, Msg: msg}
 		}
 	}
+	s.m = m
+	s.lint(toks)
+	return nil
+}
+
+// lint splits tokens into statements and lints each.
+func (s *sqlScript) lint(toks []sqlTok) {
 	for i := range toks {
-		toks[i].at = m.at(toks[i].off)
+		toks[i].at = s.m.at(toks[i].off)
 	}
 	depth, from := 0, 0
 	for i, t := range toks {
@@ -298,7 +307,22 @@ func (s *sqlScript) add(ps ...piece) *SyntaxError {
 		}
 	}
 	s.statement(toks[from:])
-	return nil
+}
+
+// body lints the code of a DO block or a function or procedure defined in
+// $$ quotes (PL/pgSQL), whose statements write as any other.
+func (s *sqlScript) body(t sqlTok) {
+	inner, _, msg := lexSQL(t.text, false)
+	if msg != "" {
+		return
+	}
+	for i := range inner {
+		inner[i].off += t.body
+		if inner[i].body > 0 {
+			inner[i].body += t.body
+		}
+	}
+	s.lint(inner)
 }
 
 func (s *sqlScript) find(t sqlTok, r Rule, msg string) {
@@ -400,6 +424,13 @@ func (s *sqlScript) statement(toks []sqlTok) {
 	if len(toks) == 0 {
 		return
 	}
+	// In PL/pgSQL a statement may follow BEGIN, THEN, ELSE or LOOP.
+	for i := 1; i < len(toks) && isWord(toks[0], "BEGIN", "IF", "ELSIF", "ELSE", "WHILE", "FOR", "LOOP", "DECLARE"); i++ {
+		if isWord(toks[i-1], "BEGIN", "THEN", "ELSE", "LOOP") && isWord(toks[i], "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "COPY", "WITH") {
+			toks = toks[i:]
+			break
+		}
+	}
 	verb, vi := toks[0], 0
 	if isWord(verb, "WITH") {
 		// The statement's verb follows the CTEs, at the outer level.
@@ -414,6 +445,14 @@ func (s *sqlScript) statement(toks []sqlTok) {
 				break
 			}
 		}
+	}
+	if isWord(verb, "DO") || (isWord(verb, "CREATE") && (indexWord(toks, vi, "FUNCTION") > 0 || indexWord(toks, vi, "PROCEDURE") > 0)) {
+		for _, t := range toks {
+			if t.kind == sqlStr && t.body > 0 {
+				s.body(t)
+			}
+		}
+		return
 	}
 	switch {
 	case isWord(verb, "DELETE"):
