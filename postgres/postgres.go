@@ -566,6 +566,23 @@ func (x *tx) DirectToken(ctx context.Context, rows int64) (string, error) {
 // (sqlplan.Versioned).
 func (x *tx) VersionExpr(alias string) string { return alias + ".xmin::text::bigint" }
 
+// StampVersion (sqlplan.Versioned): PostgreSQL has no function for the
+// current subtransaction's id, and gives one only once it writes. A row
+// written to the staging table and deleted again in the same savepoint
+// shows it as xmin; the savepoint's later writes bear the same id.
+func (x *tx) StampVersion(ctx context.Context, stage string) (int64, error) {
+	seq := dialect{}.Quote(sqlplan.SeqCol)
+	var xid int64
+	err := x.tx.QueryRow(ctx, fmt.Sprintf("INSERT INTO %s (%s) VALUES (-1) RETURNING xmin::text::bigint", stage, seq)).Scan(&xid)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := x.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s = -1", stage, seq)); err != nil {
+		return 0, err
+	}
+	return xid, nil
+}
+
 func (x *tx) TxVersion(ctx context.Context) (int64, error) {
 	var xid8 int64
 	if err := x.tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&xid8); err != nil {

@@ -305,6 +305,8 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 				return nil, err
 			}
 		}
+		var versioned Versioned
+		var stamped stampedVersion
 		if v, ok := tx.(Versioned); ok {
 			if oldTok, ok := ParseVersionToken(old.token); ok {
 				touched, err := pl.touchedVersions(ctx, v, st.Name, gone)
@@ -312,18 +314,20 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 					return nil, err
 				}
 				carry = func(c Counts) (string, bool, error) {
-					// The delta runs in a savepoint (located), so its rows
-					// bear the savepoint's version, read back from them.
-					w := writtenVersion{Versioned: v, p: pl, stage: st.Name, wrote: c.Updated + c.Inserted}
-					tok, ok, err := carryToken(ctx, w, oldTok, touched, c, int64(len(g.changed)), int64(len(g.newKeys)), int64(len(gone)))
-					if errors.Is(err, errVersionUnknown) {
-						return "", false, nil
-					}
-					return tok, ok, err
+					return carryToken(ctx, stamped, oldTok, touched, c, int64(len(g.changed)), int64(len(g.newKeys)), int64(len(gone)))
 				}
+				versioned = v
 			}
 		}
 		err = pl.located(ctx, tx, st, true, func() (err error) {
+			if versioned != nil {
+				// The delta's rows will bear the savepoint's version.
+				var ver int64
+				if ver, err = versioned.StampVersion(ctx, st.Name); err != nil {
+					return err
+				}
+				stamped = stampedVersion{versioned, ver}
+			}
 			counts, err = pl.ApplyDelta(ctx, st, gone, int64(len(g.changed)), int64(len(g.newKeys)))
 			return err
 		})

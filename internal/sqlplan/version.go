@@ -2,7 +2,6 @@ package sqlplan
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,7 +20,27 @@ type Versioned interface {
 	// TxVersion is the version this transaction's writes stamp; it is
 	// only asked for after the transaction has written.
 	TxVersion(ctx context.Context) (int64, error)
+	// StampVersion is the version the writes of the savepoint now open
+	// stamp (its own id, not the transaction's), found by writing nothing
+	// that stays: the delta runs in a savepoint so that a refused row can
+	// be located (refused.go). stage is the staging table, free to touch.
+	StampVersion(ctx context.Context, stage string) (int64, error)
 }
+
+// txVersioner is what carryToken needs of a Versioned: the version the
+// writes it carries over stamped.
+type txVersioner interface {
+	TxVersion(ctx context.Context) (int64, error)
+}
+
+// stampedVersion is a Versioned whose writes stamp a version known in
+// advance (StampVersion's).
+type stampedVersion struct {
+	Versioned
+	v int64
+}
+
+func (s stampedVersion) TxVersion(context.Context) (int64, error) { return s.v, nil }
 
 // VersionToken is the state token of a Versioned backend. The text form,
 // "x1:N:SUM:MAX", is what the ledger and the row digest store.
@@ -82,7 +101,7 @@ func (p *Planner) touchedVersions(ctx context.Context, v Versioned, stage string
 // statements did other than the digest predicted (then some row was not
 // where it was expected), or rows holding the old maximum version went
 // and nothing newer replaced them.
-func carryToken(ctx context.Context, v Versioned, old VersionToken, touched versionAgg, c Counts, wantUpdated, wantInserted, wantDeleted int64) (string, bool, error) {
+func carryToken(ctx context.Context, v txVersioner, old VersionToken, touched versionAgg, c Counts, wantUpdated, wantInserted, wantDeleted int64) (string, bool, error) {
 	if c.Updated != wantUpdated || c.Inserted != wantInserted || c.Deleted != wantDeleted || touched.n != c.Updated+c.Deleted {
 		return "", false, nil
 	}
@@ -109,43 +128,4 @@ func carryToken(ctx context.Context, v Versioned, old VersionToken, touched vers
 		return "", false, nil
 	}
 	return next.String(), true, nil
-}
-
-// errVersionUnknown: the rows a delta wrote do not show one version.
-var errVersionUnknown = errors.New("version of the written rows unknown")
-
-// writtenVersion reads the version a delta stamped from the rows it
-// wrote, instead of asking for the transaction's: a delta that ran in a
-// savepoint stamps the savepoint's own id, which PostgreSQL offers no
-// function to read. The rows written are exactly the staged rows the
-// target now holds unchanged (the digest staged only rows that differ
-// from or are missing in the target), so there must be wrote of them and
-// all with one version; anything else is errVersionUnknown and the token
-// is read from the table instead.
-type writtenVersion struct {
-	Versioned
-	p     *Planner
-	stage string
-	wrote int64
-}
-
-func (w writtenVersion) TxVersion(ctx context.Context) (int64, error) {
-	ver := w.VersionExpr("t")
-	q := fmt.Sprintf("SELECT count(*), min(%s), max(%s) FROM %s AS t JOIN %s AS s ON %s WHERE %s",
-		ver, ver, w.p.table(), w.stage, w.p.keyMatch("t", "s"), w.p.sameRow("t", "s"))
-	var n, lo, hi int64
-	err := w.p.X.Query(ctx, q, nil, func(v []any) error {
-		n = toInt(v[0])
-		if v[1] != nil && v[2] != nil {
-			lo, hi = toInt(v[1]), toInt(v[2])
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	if n != w.wrote || n == 0 || lo != hi {
-		return 0, errVersionUnknown
-	}
-	return lo, nil
 }
