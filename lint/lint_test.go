@@ -216,6 +216,7 @@ func TestReviewCases(t *testing.T) {
 	check(t, "p.py", "df.write.insertInto(\"t\", True)\ndf.write.insertInto(\"t\")", "2:10 append-write")
 	check(t, "q.sql", "CREATE TABLE devices (serial TEXT PRIMARY KEY);\nALTER TABLE t ALTER COLUMN id DROP IDENTITY;\nUPDATE jobs SET status = 'expired' WHERE expires_at < now();", nil...)
 	check(t, "q.sql", "INSERT INTO t SELECT * FROM s WHERE ts > now() - interval '1 day' ON CONFLICT DO NOTHING;", nil...)
+	check(t, "q.sql", "INSERT INTO t SELECT * FROM s WHERE ts > now() ON CONFLICT (id) DO UPDATE SET at = now() WHERE t.v <> now();", "1:84 now-in-data")
 
 	// Found where they were missed.
 	check(t, "p.py", "import requests as r\nr.post(url)\nfrom requests import post\npost(url)\ns = requests.Session()\ns.post(u)\nrequests.Session().post(u)",

@@ -548,10 +548,12 @@ func inCallOf(toks []sqlTok, i int, fns ...string) bool {
 	return false
 }
 
-// values flags runtime timestamps and random values in the part of a
-// statement that writes data: before its outer WHERE, which only filters.
+// values flags runtime timestamps and random values in the parts of a
+// statement that write data: not in an outer WHERE, which only filters,
+// up to an ON CONFLICT or ON DUPLICATE KEY, whose SET writes again.
 func (s *sqlScript) values(toks []sqlTok) {
 	depth := 0
+	filter := false
 	for i, t := range toks {
 		switch {
 		case isPunct(t, "("):
@@ -560,7 +562,13 @@ func (s *sqlScript) values(toks []sqlTok) {
 			depth--
 		}
 		if depth == 0 && isWord(t, "WHERE") {
-			return
+			filter = true
+		}
+		if depth == 0 && isWord(t, "ON") && i+1 < len(toks) && isWord(toks[i+1], "CONFLICT", "DUPLICATE") {
+			filter = false
+		}
+		if filter {
+			continue
 		}
 		call := i+1 < len(toks) && isPunct(toks[i+1], "(")
 		prev := i > 0 && isPunct(toks[i-1], ".")
