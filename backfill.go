@@ -49,6 +49,18 @@ type BackfillSpec struct {
 	Self string
 }
 
+// Validate checks the spec before any store is opened, so bad flags are
+// exit 2 whether or not the ledger is reachable.
+func (s *BackfillSpec) Validate() error {
+	if s.Parallel < 1 || s.Retries < 0 || s.Backoff <= 0 || s.MaxBackoff < s.Backoff || s.Poll <= 0 {
+		return BadInput("need --parallel ≥ 1, --retries ≥ 0, --backoff > 0, --max-backoff ≥ --backoff and --poll > 0")
+	}
+	if s.Lease < time.Second || s.TTL < s.Lease {
+		return BadInput("need --lease ≥ 1s and --ttl ≥ --lease")
+	}
+	return nil
+}
+
 // BackfillStatus is what became of one date.
 type BackfillStatus string
 
@@ -89,8 +101,8 @@ func BackfillKey(j BackfillJob) string {
 // commands get SIGTERM and are waited for, no new date starts, and the
 // dates not done are left for the next run.
 func Backfill(ctx context.Context, store KeyStore, spec BackfillSpec, report func(BackfillResult)) error {
-	if spec.Parallel < 1 || spec.Retries < 0 || spec.Backoff <= 0 || spec.MaxBackoff < spec.Backoff || spec.Poll <= 0 {
-		return BadInput("need --parallel ≥ 1, --retries ≥ 0 and a positive backoff")
+	if err := spec.Validate(); err != nil {
+		return err
 	}
 	if spec.Stderr == nil {
 		spec.Stderr = io.Discard

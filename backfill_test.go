@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -166,10 +167,19 @@ func TestBackfillCommandExit75(t *testing.T) {
 func TestBackfillKeyIgnoresInstallPath(t *testing.T) {
 	dir := t.TempDir()
 	store := memstore.New()
-	for i, self := range []string{"/bin/echo", "/usr/bin/echo"} {
-		if _, err := os.Stat(self); err != nil {
-			t.Skipf("%s: %v", self, err)
-		}
+	echo, err := exec.LookPath("echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same binary at a second path, as after a move or on another host.
+	moved := filepath.Join(dir, "bin", "idem")
+	if err := os.MkdirAll(filepath.Dir(moved), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(echo, moved); err != nil {
+		t.Fatal(err)
+	}
+	for i, self := range []string{echo, moved} {
 		spec := backfillSpec(dir, nil, "")
 		spec.Jobs = []idem.BackfillJob{{Date: "d", Command: []string{"idem", "hello"}}}
 		spec.Self = self

@@ -66,11 +66,8 @@ date is done, 2 when every failed date failed with exit 2, and 1 otherwise
 			self, _ := os.Executable()
 			spec := idem.BackfillSpec{Jobs: jobs, Parallel: o.parallel, Retries: o.retries, Backoff: o.backoff,
 				MaxBackoff: o.maxBackoff, Lease: o.lease, TTL: o.ttl, Poll: o.poll, Stderr: e.stderr, Self: self}
-			if o.parallel < 1 || o.retries < 0 || o.backoff <= 0 || o.maxBackoff < o.backoff || o.poll <= 0 {
-				return idem.BadInput("need --parallel ≥ 1, --retries ≥ 0, --backoff > 0, --max-backoff ≥ --backoff and --poll > 0")
-			}
-			if o.lease < time.Second || o.ttl < o.lease {
-				return idem.BadInput("need --lease ≥ 1s and --ttl ≥ --lease")
+			if err := spec.Validate(); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			store, err := openKeyStore(ctx, o.ledger)

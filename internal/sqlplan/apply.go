@@ -319,7 +319,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 				versioned = v
 			}
 		}
-		err = pl.located(ctx, tx, st, true, func() (err error) {
+		err = pl.located(ctx, tx, st, func() (err error) {
 			if versioned != nil {
 				// The delta's rows will bear the savepoint's version.
 				var ver int64
@@ -366,7 +366,7 @@ func ApplyLoad(ctx context.Context, d Backend, tx Tx, plan *idem.Plan, in *idem.
 		if err != nil {
 			return nil, err
 		}
-		err = pl.located(ctx, tx, st, true, func() (err error) {
+		err = pl.located(ctx, tx, st, func() (err error) {
 			counts, err = pl.Apply(ctx, st, emptyScope, skipped)
 			return err
 		})

@@ -26,13 +26,9 @@ func isRefusal(err error) bool {
 // located runs fn, statements that write the staged rows into the target,
 // under a savepoint, so that after a Refusal the transaction can still be
 // used (PostgreSQL aborts a transaction at its first error) to find the
-// refused row's input line. A savepoint is only allowed where nothing
-// later depends on the rows carrying the transaction's own version (see
-// Versioned): pass guard false there, and a refusal keeps no line.
-func (p *Planner) located(ctx context.Context, tx Tx, st *Stage, guard bool, fn func() error) error {
-	if !guard {
-		return fn()
-	}
+// refused row's input line. Rows written there bear the savepoint's
+// version, not the transaction's (Versioned.StampVersion).
+func (p *Planner) located(ctx context.Context, tx Tx, st *Stage, fn func() error) error {
 	if _, err := tx.Exec(ctx, "SAVEPOINT idem_apply"); err != nil {
 		return err
 	}
